@@ -1,0 +1,28 @@
+"""keras_pae: pretrain image encoders with perceptual and feature-prediction losses.
+
+The public names are imported lazily so that light modules (the LunarLander
+generator's spawned workers, `python -m keras_pae.data --help`) do not pay for
+importing TensorFlow.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "alexnet_features": "keras_pae.loss_network",
+    "Procedure": "keras_pae.procedures",
+    "PROCEDURES": "keras_pae.procedures",
+    "PerceptualAutoencoder": "keras_pae.perceptual.perceptual_autoencoder",
+    "build_perceptual_autoencoder": "keras_pae.perceptual.perceptual_autoencoder",
+    "TrainConfig": "keras_pae.training",
+    "train": "keras_pae.training",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'keras_pae' has no attribute {name!r}")

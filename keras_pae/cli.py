@@ -1,0 +1,96 @@
+"""`train.py`'s command line: flags -> `TrainConfig` -> `training.train`."""
+
+import argparse
+import os
+import sys
+
+from keras_pae.config import DATASETS, NAMED_LOSS_WEIGHTS, TrainConfig
+from keras_pae.procedures import PROCEDURES
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_train_arguments(parser):
+    """Adds the flags of one training run (shared with the experiment grid)."""
+    defaults = TrainConfig()
+    parser.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(DATASETS)} (default: %(default)s)")
+    parser.add_argument("--procedure", default=defaults.procedure, help=f"one of {', '.join(PROCEDURES)} (default: %(default)s)")
+    parser.add_argument("--z-dim", type=int, default=defaults.z_dim, help="latent size (default: %(default)s)")
+    parser.add_argument("--gamma", type=float, default=defaults.gamma, help="KL weight, 0 = plain autoencoder (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: max(10, epochs/20))")
+    parser.add_argument(
+        "--loss-weights", default=defaults.loss_weights,
+        help=f"loss-network weights: {' | '.join(NAMED_LOSS_WEIGHTS)} | PATH to a torchvision .pth or converted "
+        ".weights.h5 (default: %(default)s; 'random' is for smoke tests only)",
+    )
+    parser.add_argument("--imagenet-normalize", action="store_true", help="feed ImageNet mean/std-normalised images to the loss network")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default: %(default)s)")
+    parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="data generation seed (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N autoencoder images (quick runs)")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="image side, 64+16n (default: %(default)s)")
+    parser.add_argument("--rollouts", type=int, default=defaults.rollouts, help="LunarLander rollouts per run (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="LunarLander steps per rollout (default: %(default)s)")
+    parser.add_argument("--nondeterministic", action="store_true", help="allow nondeterministic (possibly faster) TensorFlow ops")
+    return parser
+
+
+def config_from_args(args):
+    return TrainConfig(
+        dataset=args.dataset,
+        procedure=args.procedure,
+        z_dim=args.z_dim,
+        gamma=args.gamma,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        loss_weights=args.loss_weights,
+        imagenet_normalize=args.imagenet_normalize,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        limit=args.limit,
+        image_size=args.image_size,
+        rollouts=args.rollouts,
+        steps=args.steps,
+        deterministic=not args.nondeterministic,
+        out=getattr(args, "out", None),
+    )
+
+
+def build_parser(prog="train.py"):
+    parser = OneLineParser(
+        prog=prog,
+        description="Pretrain an image encoder with one of the six procedures and export it as a SavedModel.",
+    )
+    add_train_arguments(parser)
+    parser.add_argument("--out", default=None, help="output directory (default: saved_models/<run name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in <out>.incomplete")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run / discard an unfinished one")
+    return parser
+
+
+def main(argv=None, prog="train.py"):
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args).validate()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        from keras_pae import training
+
+        training.train(config, resume=args.resume, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; continue with the same flags and --resume.", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,131 @@
+"""The experiment configuration: one dataclass, filled by the CLI, saved as JSON.
+
+Importing this module is cheap (no TensorFlow), so bad flags fail fast.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from keras_pae.procedures import Procedure, check_image_size
+
+DATASETS = ("lunarlander",)
+NAMED_LOSS_WEIGHTS = ("imagenet", "random")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines one autoencoder training run.
+
+    Defaults follow SPEC §4 (the feature-prediction paper, Section VI, and the
+    authors' code): Adam 1e-3, batch 512, up to 50 epochs, the last 20% of the
+    autoencoder data as validation, early stopping with patience
+    max(10, epochs / 20), the best-validation epoch kept.
+
+    Args:
+        dataset: data registry name (see `DATASETS`).
+        procedure: one of the six procedure names, e.g. `"I-F-FP"`.
+        z_dim: size of the latent space (the paper: 64, 128, 256).
+        gamma: KL weight; 0 is a plain autoencoder.
+        epochs: maximum number of epochs.
+        batch_size: images per step.
+        learning_rate: Adam's learning rate.
+        loss_weights: `"imagenet"`, `"random"` or a weights file path.
+        imagenet_normalize: feed ImageNet-normalised images to the loss network.
+        seed: seeds data order, initialisation and sampling.
+        data_seed: seeds data generation (LunarLander), kept apart from `seed`
+            so repetitions train on the same collection.
+        limit: use only the first `limit` autoencoder images (quick runs).
+        image_size: side of the square images (64 + 16n).
+        validation_fraction: trailing fraction of the data used for validation.
+        patience: early-stopping patience; None means max(10, epochs / 20).
+        rollouts: LunarLander rollouts per run.
+        steps: LunarLander steps per rollout.
+        deterministic: make TensorFlow ops deterministic (same seed, same losses).
+        out: output directory; None picks one under `saved_models/`.
+    """
+
+    dataset: str = "lunarlander"
+    procedure: str = "I-F-FP"
+    z_dim: int = 64
+    gamma: float = 0.0
+    epochs: int = 50
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    loss_weights: str = "imagenet"
+    imagenet_normalize: bool = False
+    seed: int = 0
+    data_seed: int = 0
+    limit: Optional[int] = None
+    image_size: int = 64
+    validation_fraction: float = 0.2
+    patience: Optional[int] = None
+    rollouts: int = 700
+    steps: int = 150
+    deterministic: bool = True
+    out: Optional[str] = None
+
+    def validate(self):
+        """Raises a ValueError / FileNotFoundError naming a bad value."""
+        self.procedure = Procedure.parse(self.procedure).name
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"Unknown dataset {self.dataset!r}; valid datasets are {', '.join(DATASETS)}."
+            )
+        for name in ("z_dim", "epochs", "batch_size", "rollouts", "steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        for name in ("limit", "patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or unset; got {value!r}.")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0 (0 = plain autoencoder); got {self.gamma}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must lie in (0, 1); got {self.validation_fraction}."
+            )
+        check_image_size(self.image_size, self.image_size)
+        if self.loss_weights not in NAMED_LOSS_WEIGHTS and not os.path.isfile(self.loss_weights):
+            raise FileNotFoundError(
+                f"Loss-network weights {self.loss_weights!r} are neither "
+                f"{' nor '.join(repr(w) for w in NAMED_LOSS_WEIGHTS)} nor an existing "
+                ".pth / .weights.h5 file."
+            )
+        return self
+
+    @property
+    def early_stopping_patience(self):
+        return self.patience or max(10, self.epochs // 20)
+
+    @property
+    def run_name(self):
+        return f"{self.dataset}_{self.procedure}_z{self.z_dim}_g{self.gamma:g}_s{self.seed}"
+
+    @property
+    def output_dir(self):
+        return self.out or os.path.join("saved_models", self.run_name)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown config keys {unknown}; valid keys are {sorted(known)}.")
+        return cls(**values)
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_dict(json.load(f))

@@ -1,0 +1,191 @@
+"""The loss network p: AlexNet's `features[:5]` followed by a sigmoid.
+
+Feature-prediction paper, Section IV and Fig. 2 (SPEC §1): torchvision's
+AlexNet up to and including the second ReLU, frozen, with the activations
+squashed into (0, 1) by a sigmoid. Input scaling is pinned here: the network
+sees the image in [0, 1] exactly as the autoencoder does (the authors' code
+applies no ImageNet normalisation); `imagenet_normalize=True` inserts the
+torchvision mean/std normalisation instead.
+"""
+
+import hashlib
+import os
+
+import keras
+import numpy as np
+
+from keras_pae import convert_alexnet as _convert
+
+IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+IMAGENET_FILE = "alexnet-owt-7be5be79.pth"
+# torchvision names checkpoints after the first 8 hex digits of their SHA-256.
+IMAGENET_SHA256_PREFIX = "7be5be79"
+CONVERTED_IMAGENET_FILE = "alexnet_features_imagenet.weights.h5"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURE_CHANNELS = 192
+
+WEIGHT_CHOICES = ("imagenet", "random")
+
+
+def keras_cache_dir():
+    """Where Keras caches downloads (`$KERAS_HOME` or `~/.keras`) + `models`."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models")
+
+
+def _torch_default_init(fan_in, seed):
+    # torch's default Conv2d init (kaiming_uniform with a=sqrt(5)) is uniform in
+    # +-1/sqrt(fan_in) for kernel and bias alike; VarianceScaling(1/3, fan_in,
+    # uniform) gives exactly that bound for the kernel.
+    bound = 1.0 / np.sqrt(fan_in)
+    kernel = keras.initializers.VarianceScaling(
+        scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed
+    )
+    bias = keras.initializers.RandomUniform(-bound, bound, seed=seed + 1)
+    return kernel, bias
+
+
+def alexnet_trunk(seed=0):
+    """Builds the weight-carrying layers: the canonical layout of weight files.
+
+    Args:
+        seed: seed of the (torch-default-like) random initialisation.
+
+    Returns:
+        An unbuilt `keras.Sequential` mapping images to sigmoid features.
+    """
+    conv1_kernel, conv1_bias = _torch_default_init(3 * 11 * 11, seed)
+    conv2_kernel, conv2_bias = _torch_default_init(64 * 5 * 5, seed + 2)
+    # Torch pads symmetrically; padding="same" with stride 4 would pad
+    # asymmetrically, hence explicit ZeroPadding2D + "valid".
+    return keras.Sequential(
+        [
+            keras.layers.ZeroPadding2D(2, name="pad1"),
+            keras.layers.Conv2D(
+                64, 11, strides=4, padding="valid", name="conv1",
+                kernel_initializer=conv1_kernel, bias_initializer=conv1_bias,
+            ),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="pool1"),
+            keras.layers.ZeroPadding2D(2, name="pad2"),
+            keras.layers.Conv2D(
+                FEATURE_CHANNELS, 5, strides=1, padding="valid", name="conv2",
+                kernel_initializer=conv2_kernel, bias_initializer=conv2_bias,
+            ),
+            keras.layers.ReLU(name="relu2"),
+            keras.layers.Activation("sigmoid", name="sigmoid"),
+        ],
+        name="alexnet_trunk",
+    )
+
+
+def alexnet_features(
+    input_shape=(64, 64, 3), weights="imagenet", imagenet_normalize=False, seed=0
+):
+    """Returns the frozen loss network p as a Keras model.
+
+    Feature-prediction paper, Section IV; SPEC §1. Maps images in [0, 1] of
+    shape (N, H, W, 3) to features of shape (N, h, w, 192) in [0.5, 1):
+    64x64 gives 7x7x192 = 9408 features, 96x96 gives 11x11x192 = 23232.
+
+    Args:
+        input_shape: (H, W, 3) of the images.
+        weights: `"imagenet"` (torchvision's `alexnet-owt-7be5be79.pth`,
+            converted once and cached under `~/.keras/models`), `"random"`
+            (seeded, torch-default-like init; for smoke tests only, see the
+            README), or a path to a torchvision `.pth` or a converted
+            `.weights.h5` file.
+        imagenet_normalize: normalise the input with ImageNet's mean/std
+            before the first convolution (off in the authors' code).
+        seed: seed of the random initialisation (`weights="random"`).
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"alexnet_features takes RGB images of shape (H, W, 3); got {input_shape}."
+        )
+    trunk = alexnet_trunk(seed=seed)
+    trunk.build((None, *input_shape))
+    load_weights(trunk, weights)
+
+    inputs = keras.Input(input_shape, name="images")
+    x = inputs
+    if imagenet_normalize:
+        x = keras.layers.Normalization(
+            mean=IMAGENET_MEAN,
+            variance=np.square(IMAGENET_STD),
+            name="imagenet_normalization",
+        )(x)
+    outputs = trunk(x)
+    model = keras.Model(inputs, outputs, name="alexnet_features")
+    model.trainable = False
+    return model
+
+
+def load_weights(trunk, weights):
+    """Loads `weights` (see `alexnet_features`) into a built `alexnet_trunk`."""
+    if weights == "random":
+        return
+    if weights == "imagenet":
+        path = imagenet_weights_path()
+    else:
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Loss-network weights file {path!r} not found; use "
+                f"{' or '.join(repr(c) for c in WEIGHT_CHOICES)} or the path to a "
+                "torchvision AlexNet .pth or a converted .weights.h5 file."
+            )
+    if path.endswith(".pth") or path.endswith(".pt"):
+        _convert.assign_torch_checkpoint(trunk, path)
+        return
+    if not path.endswith(".weights.h5"):
+        raise ValueError(
+            f"Loss-network weights file {path!r} is neither a torchvision .pth "
+            "nor a converted .weights.h5 file."
+        )
+    try:
+        trunk.load_weights(path)
+    except Exception as error:  # h5py and Keras raise many kinds here.
+        raise ValueError(
+            f"Could not read loss-network weights from {path!r} "
+            f"({type(error).__name__}); is it a .weights.h5 written by "
+            "`python -m keras_pae.convert_alexnet`?"
+        ) from None
+
+
+def imagenet_weights_path():
+    """Path of the converted ImageNet weights, downloading and converting once."""
+    cache = keras_cache_dir()
+    converted = os.path.join(cache, CONVERTED_IMAGENET_FILE)
+    if os.path.isfile(converted):
+        return converted
+    try:
+        checkpoint = keras.utils.get_file(
+            IMAGENET_FILE, origin=IMAGENET_URL, cache_subdir="models"
+        )
+    except Exception:
+        raise ValueError(
+            f"ImageNet AlexNet weights are not cached at {converted} and could "
+            f"not be downloaded from {IMAGENET_URL}: connect to the internet, "
+            "or pass --loss-weights with the path to alexnet-owt-7be5be79.pth "
+            "or a converted .weights.h5, or 'random' for smoke tests only."
+        ) from None
+    digest = _sha256(checkpoint)
+    if not digest.startswith(IMAGENET_SHA256_PREFIX):
+        os.remove(checkpoint)
+        raise ValueError(
+            f"Downloaded {IMAGENET_FILE} has SHA-256 {digest[:8]}..., expected "
+            f"{IMAGENET_SHA256_PREFIX}...; removed it, please retry."
+        )
+    _convert.convert(checkpoint, converted)
+    return converted
+
+
+def _sha256(path):
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()

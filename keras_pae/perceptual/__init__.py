@@ -1,0 +1,1 @@
+"""Perceptual / feature-prediction autoencoders (papers 1 and 2)."""

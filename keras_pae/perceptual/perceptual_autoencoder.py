@@ -1,0 +1,215 @@
+"""The model family of papers 1-2: one autoencoder class for all six procedures."""
+
+import keras
+from keras import ops
+
+from keras_pae import losses
+from keras_pae.loss_network import alexnet_features
+from keras_pae.perceptual import networks
+from keras_pae.procedures import Procedure
+
+
+@keras.saving.register_keras_serializable(package="keras_pae")
+class PerceptualAutoencoder(keras.Model):
+    """An (optionally variational) autoencoder trained with PW, PS or FP loss.
+
+    Feature-prediction paper, Sections IV-VI (SPEC §2-3); the first paper's AE,
+    VAE, P. AE and P. VAE are I-I-PW and I-I-PS with gamma 0 or > 0. The
+    encoder reads the image or the loss network's (flattened) features; the
+    decoder produces an image or predicts those features. The total loss is
+    reconstruction + gamma * KL and each term has its own tracker, so `fit`
+    shows every one. The embedding handed to predictors is mu.
+
+    Args:
+        encoder: model mapping the encoder input to `[mu, logvar]`.
+        decoder: model mapping z to an image or to flattened features.
+        loss_network: frozen model mapping images to features; required by
+            every procedure but I-I-PW.
+        procedure: a procedure name such as `"I-F-FP"` (see `PROCEDURES`).
+        gamma: weight of the KL term; 0 gives a plain autoencoder (z = mu).
+        seed: seed of the reparameterisation noise.
+    """
+
+    def __init__(
+        self, encoder, decoder, loss_network=None, procedure="I-I-PW", gamma=0.0, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.procedure = Procedure.parse(procedure)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0 (0 = plain autoencoder); got {gamma}.")
+        if self.procedure.needs_loss_network and loss_network is None:
+            raise ValueError(f"Procedure {self.procedure} needs a loss network.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.loss_network = loss_network
+        self.gamma = float(gamma)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+
+    @property
+    def variational(self):
+        return self.gamma > 0
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.reconstruction_loss_tracker]
+        if self.variational:
+            trackers.append(self.kl_loss_tracker)
+        return trackers
+
+    @property
+    def image_shape(self):
+        """(H, W, 3) of the images the model takes."""
+        source = self.encoder if self.procedure.encoder == "image" else self.loss_network
+        return tuple(source.input_shape[1:])
+
+    def features(self, images):
+        """The loss network's features p(images), flattened."""
+        features = self.loss_network(images, training=False)
+        return ops.reshape(features, (ops.shape(features)[0], -1))
+
+    def encode(self, images, training=False):
+        """Returns `[mu, logvar]` of `images`."""
+        inputs = self.features(images) if self.procedure.encoder == "features" else images
+        return self.encoder(inputs, training=training)
+
+    def call(self, images, training=False):
+        """Decodes the mean embedding: a reconstruction or predicted features."""
+        mu, _ = self.encode(images, training=training)
+        return self.decoder(mu, training=training)
+
+    def compute_losses(self, images, training=False):
+        """Returns `(total, reconstruction, kl)` for a batch of images."""
+        target_features = self.features(images) if self.procedure.needs_loss_network else None
+        if self.procedure.encoder == "features":
+            mu, logvar = self.encoder(target_features, training=training)
+        else:
+            mu, logvar = self.encoder(images, training=training)
+        z = mu
+        if self.variational:
+            noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+            z = mu + noise * ops.exp(0.5 * logvar)
+        decoded = self.decoder(z, training=training)
+        if self.procedure.loss == "pixel":
+            reconstruction = losses.pixel_loss(images, decoded)
+        elif self.procedure.loss == "perceptual":
+            reconstruction = losses.perceptual_loss(
+                self.loss_network, images, decoded, image_features=target_features
+            )
+        else:
+            reconstruction = losses.feature_prediction_loss(target_features, decoded)
+        kl = losses.kl_divergence(mu, logvar) if self.variational else ops.zeros(())
+        return reconstruction + self.gamma * kl, reconstruction, kl
+
+    def _update_trackers(self, total, reconstruction, kl):
+        self.loss_tracker.update_state(total)
+        self.reconstruction_loss_tracker.update_state(reconstruction)
+        if self.variational:
+            self.kl_loss_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        images = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            total, reconstruction, kl = self.compute_losses(images, training=True)
+        gradients = tape.gradient(total, self.trainable_weights)
+        # A plain autoencoder never uses its logvar head (kept so parameter
+        # counts match the authors'): it gets no gradient and no update.
+        pairs = [(g, v) for g, v in zip(gradients, self.trainable_weights) if g is not None]
+        self.optimizer.apply(*zip(*pairs))
+        return self._update_trackers(total, reconstruction, kl)
+
+    def test_step(self, data):
+        images = data[0] if isinstance(data, tuple) else data
+        return self._update_trackers(*self.compute_losses(images, training=False))
+
+    def embedding_model(self):
+        """A functional model mapping images to mu (with p inside for F-*)."""
+        inputs = keras.Input(self.image_shape, name="images")
+        x = inputs
+        if self.procedure.encoder == "features":
+            x = keras.layers.Flatten(name="flatten_features")(self.loss_network(x))
+        mu, _ = self.encoder(x)
+        return keras.Model(inputs, mu, name="embedder")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            encoder=keras.saving.serialize_keras_object(self.encoder),
+            decoder=keras.saving.serialize_keras_object(self.decoder),
+            loss_network=(
+                None
+                if self.loss_network is None
+                else keras.saving.serialize_keras_object(self.loss_network)
+            ),
+            procedure=self.procedure.name,
+            gamma=self.gamma,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "loss_network"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def build_perceptual_autoencoder(
+    procedure,
+    image_shape=(64, 64, 3),
+    z_dim=64,
+    gamma=0.0,
+    loss_weights="imagenet",
+    imagenet_normalize=False,
+    loss_network=None,
+    seed=None,
+):
+    """Builds the networks of `procedure` and the model that trains them.
+
+    SPEC §3. The procedure name is parsed once, here and in the model.
+
+    Args:
+        procedure: a procedure name such as `"I-F-FP"`.
+        image_shape: (H, W, 3) with H, W = 64 + 16n.
+        z_dim: size of the latent space.
+        gamma: KL weight; 0 for a plain autoencoder.
+        loss_weights: weights of the loss network (see `alexnet_features`).
+        imagenet_normalize: normalise the loss network's input (off by default).
+        loss_network: an already built loss network to use instead.
+        seed: seed of the reparameterisation noise.
+    """
+    procedure = Procedure.parse(procedure)
+    image_shape = tuple(image_shape)
+    networks.check_image_size(*image_shape[:2])
+    if int(z_dim) < 1:
+        raise ValueError(f"z_dim must be a positive integer; got {z_dim}.")
+    if procedure.needs_loss_network and loss_network is None:
+        loss_network = alexnet_features(
+            image_shape, weights=loss_weights, imagenet_normalize=imagenet_normalize
+        )
+    feature_size = None
+    if loss_network is not None:
+        feature_size = 1
+        for side in loss_network.output_shape[1:]:
+            feature_size *= side
+    if procedure.encoder == "image":
+        encoder = networks.image_encoder(image_shape, z_dim)
+    else:
+        encoder = networks.feature_encoder(feature_size, z_dim)
+    if procedure.decoder == "image":
+        decoder = networks.image_decoder(z_dim, image_shape)
+    else:
+        decoder = networks.feature_decoder(z_dim, feature_size)
+    model = PerceptualAutoencoder(
+        encoder, decoder, loss_network, procedure=procedure.name, gamma=gamma, seed=seed
+    )
+    model(ops.zeros((1, *image_shape)))  # builds the model (BackupAndRestore needs it)
+    return model

@@ -1,0 +1,237 @@
+"""Trains one autoencoder run: data, model, `fit` with callbacks, export, summary.
+
+SPEC §4. A run lives in `<out>.incomplete/` while it trains (Keras
+`BackupAndRestore` state, the CSV history, the best weights) and is renamed
+to `<out>/` only when the summary and the SavedModel are written, so a crash
+never leaves a directory that looks finished; `resume=True` continues it.
+"""
+
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_pae.config import TrainConfig
+from keras_pae.data import pipeline, registry
+from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+
+HISTORY_FILE = "history.csv"
+# The best-validation weights, kept by ModelCheckpoint; the finished run keeps them.
+WEIGHTS_FILE = "autoencoder.weights.h5"
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `train_seconds` (the epoch's training time, without validation) to the logs.
+
+    Training time per epoch is one of the feature-prediction paper's results.
+    Place it before `CSVLogger` so the logger records it.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._seconds = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_seconds", 0) is None:
+            self._seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["train_seconds"] = self._seconds or time.perf_counter() - self._start
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that carries on from the history of an interrupted run.
+
+    Args:
+        history: rows of the earlier epochs (dicts with the monitored key).
+        **kwargs: passed to `EarlyStopping`.
+    """
+
+    def __init__(self, history=(), **kwargs):
+        super().__init__(**kwargs)
+        self.history = [float(row[self.monitor]) for row in history]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.history:
+            best = int(np.argmin(self.history))
+            self.best = self.history[best]
+            self.best_epoch = best
+            self.wait = len(self.history) - 1 - best
+
+
+def read_history(path):
+    """Rows of a `CSVLogger` file as dicts of floats, one per epoch (last wins)."""
+    if not os.path.isfile(path):
+        return []
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values = {k: float(v) for k, v in row.items() if v != ""}
+            values["epoch"] = int(values["epoch"])
+            rows[values["epoch"]] = values
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def _prepare_directories(config, resume, overwrite):
+    out = os.path.abspath(config.output_dir)
+    staging = out + INCOMPLETE_SUFFIX
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(
+            f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out."
+        )
+    if os.path.exists(staging):
+        if resume:
+            saved = TrainConfig.load(os.path.join(staging, "config.json"))
+            differing = sorted(
+                k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v
+            )
+            if differing:
+                raise ValueError(
+                    f"Cannot resume {staging}: it was started with different {', '.join(differing)}; "
+                    "use the same flags or --overwrite."
+                )
+        elif overwrite:
+            shutil.rmtree(staging)
+        else:
+            raise ValueError(
+                f"{staging} holds an unfinished run; pass --resume to continue it or --overwrite to start over."
+            )
+    return out, staging
+
+
+def _set_seeds(config):
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(config, resume=False, overwrite=False, verbose="auto"):
+    """Trains the run described by `config` and returns its summary dict.
+
+    Args:
+        config: a `TrainConfig`.
+        resume: continue an interrupted run in `<out>.incomplete/`.
+        overwrite: replace a finished run or discard an unfinished one.
+        verbose: `fit`'s verbosity; "auto" shows a progress bar on a terminal
+            and one line per epoch otherwise.
+    """
+    config.validate()
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    out, staging = _prepare_directories(config, resume, overwrite)
+
+    # Everything a user can get wrong fails here, before any directory exists.
+    data = registry.autoencoder_data(config, progress=bool(verbose))
+    split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
+    _set_seeds(config)
+    model = build_perceptual_autoencoder(
+        config.procedure,
+        image_shape=(config.image_size, config.image_size, 3),
+        z_dim=config.z_dim,
+        gamma=config.gamma,
+        loss_weights=config.loss_weights,
+        imagenet_normalize=config.imagenet_normalize,
+        seed=config.seed,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+
+    os.makedirs(staging, exist_ok=True)
+    config.save(os.path.join(staging, "config.json"))
+    history_path = os.path.join(staging, HISTORY_FILE)
+    best_path = os.path.join(staging, WEIGHTS_FILE)
+    earlier = read_history(history_path)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
+        EpochTimer(),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.ModelCheckpoint(
+            best_path,
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
+        ),
+        ResumableEarlyStopping(
+            history=earlier, monitor="val_loss", patience=config.early_stopping_patience
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if earlier and verbose:
+        print(f"Resuming {staging} after epoch {len(earlier)}.")
+    model.fit(
+        pipeline.image_dataset(data.images[:split], config.batch_size, shuffle=True, seed=config.seed),
+        validation_data=pipeline.image_dataset(data.images[split:], config.batch_size),
+        epochs=config.epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+    history = read_history(history_path)
+    if not os.path.isfile(best_path):
+        raise RuntimeError(f"No epoch finished with a finite validation loss; see {history_path}.")
+    model.load_weights(best_path)
+    val_losses = [row["val_loss"] for row in history]
+    best = int(np.nanargmin(val_losses))
+    encoder_dir = os.path.join(staging, "encoder")
+    if os.path.exists(encoder_dir):
+        shutil.rmtree(encoder_dir)
+    model.embedding_model().export(encoder_dir, verbose=False)
+
+    summary = {
+        "procedure": config.procedure,
+        "dataset": config.dataset,
+        "z_dim": config.z_dim,
+        "gamma": config.gamma,
+        "variational": config.gamma > 0,
+        "image_shape": list(model.image_shape),
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "train_images": int(split),
+        "validation_images": int(len(data.images) - split),
+        "epochs_run": len(history),
+        "best_epoch": best + 1,
+        "best_val_loss": history[best]["val_loss"],
+        "seconds_per_epoch": [row.get("train_seconds") for row in history],
+        "stopped_on_nan": not np.isfinite(history[-1]["loss"]),
+        "history": history,
+        "encoder": "encoder",
+        "weights": WEIGHTS_FILE,
+        "config": config.to_dict(),
+        "versions": {
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    with open(os.path.join(staging, "summary.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(os.path.join(staging, "summary.json.tmp"), os.path.join(staging, "summary.json"))
+    _publish(staging, out)
+    if verbose:
+        print(
+            f"{config.procedure}: best val loss {summary['best_val_loss']:.6g} at epoch "
+            f"{summary['best_epoch']}/{summary['epochs_run']}; wrote {out}"
+        )
+    return summary
+
+
+def _publish(staging, out):
+    """Moves a finished run into place, replacing an older one last."""
+    if os.path.exists(out):
+        old = out + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, out)
