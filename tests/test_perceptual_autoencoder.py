@@ -1,0 +1,130 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder
+from keras_pae import losses
+from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
+from tests.torch_reference import build_on_meta, trainable_parameters
+
+
+def _trainable(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def test_procedure_parsing():
+    assert Procedure.parse("i-f-fp") == Procedure("image", "features", "feature_prediction")
+    assert Procedure.parse("F-I-PS").name == "F-I-PS"
+    assert [Procedure.parse(p).needs_loss_network for p in PROCEDURES] == [False] + [True] * 5
+    with pytest.raises(ValueError, match="I-F-FP") as error:
+        Procedure.parse("I-I-FP")
+    assert "'I-I-FP'" in str(error.value)
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_parameter_counts_equal_pytorch(size):
+    loss_network = alexnet_features((size, size, 3), weights="random")
+    for procedure in PROCEDURES:
+        for z_dim in (64, 128, 256):
+            model = build_perceptual_autoencoder(
+                procedure, (size, size, 3), z_dim=z_dim, loss_network=loss_network
+            )
+            expected = trainable_parameters(build_on_meta(procedure, z_dim, size))
+            assert _trainable(model) == expected, (procedure, z_dim, size)
+            keras.backend.clear_session()
+
+
+def test_image_shapes_through_the_networks():
+    model = build_perceptual_autoencoder("I-I-PW", (96, 96, 3), z_dim=8)
+    images = np.random.default_rng(0).random((2, 96, 96, 3), dtype=np.float32)
+    assert tuple(model(images).shape) == (2, 96, 96, 3)
+    mu, logvar = model.encode(images)
+    assert tuple(mu.shape) == tuple(logvar.shape) == (2, 8)
+    with pytest.raises(ValueError, match="64 \\+ 16n"):
+        build_perceptual_autoencoder("I-I-PW", (70, 70, 3))
+
+
+def test_kl_divergence_formula():
+    mu = np.array([[0.0, 1.0], [2.0, -1.0]], np.float32)
+    logvar = np.array([[0.0, 0.5], [-0.5, 0.0]], np.float32)
+    expected = -np.mean(1 + logvar - mu**2 - np.exp(logvar))
+    assert float(losses.kl_divergence(mu, logvar)) == pytest.approx(expected, rel=1e-6)
+    assert float(losses.kl_divergence(np.zeros((3, 4)), np.zeros((3, 4)))) == 0.0
+
+
+def test_losses_follow_the_procedure():
+    """Each loss term is the one the procedure names (Eq. 1-3)."""
+    images = np.random.default_rng(1).random((4, 64, 64, 3), dtype=np.float32)
+    p = alexnet_features(weights="random")
+    for name in PROCEDURES:
+        model = build_perceptual_autoencoder(name, z_dim=8, loss_network=p)
+        total, rec, kl = (float(v) for v in model.compute_losses(images))
+        decoded = keras.ops.convert_to_numpy(model(images))
+        target = keras.ops.convert_to_numpy(p(images)).reshape(4, -1)
+        if name.endswith("PW"):
+            expected = np.mean((images - decoded) ** 2)
+        elif name.endswith("PS"):
+            expected = np.mean((target - keras.ops.convert_to_numpy(p(decoded)).reshape(4, -1)) ** 2)
+        else:
+            expected = np.mean((target - decoded) ** 2)
+        assert rec == pytest.approx(expected, rel=1e-4), name
+        assert total == rec and kl == 0.0
+
+
+@pytest.mark.parametrize(
+    "procedure, gamma",
+    # The VAE variant on the two image encoders: with a random loss network the
+    # feature encoders' KL first jumps before it falls, so "down over a few
+    # steps" is not a property they have.
+    [(p, 0.0) for p in PROCEDURES] + [("I-I-PW", 0.01), ("I-F-FP", 0.01)],
+)
+def test_every_procedure_learns(procedure, gamma):
+    rng = np.random.default_rng(0)
+    # Smooth, structured images: a few blobs, so there is something to learn.
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    centres = rng.random((16, 2))
+    images = np.exp(-((xx - centres[:, :1, None]) ** 2 + (yy - centres[:, 1:, None]) ** 2) * 20)
+    images = np.repeat(images[..., None], 3, axis=-1).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = build_perceptual_autoencoder(
+        procedure, z_dim=8, gamma=gamma, loss_weights="random", seed=0
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    expected = ["loss", "reconstruction_loss"] + (["kl_loss"] if gamma else [])
+    history = model.fit(images, batch_size=16, epochs=8, verbose=0)
+    assert sorted(history.history) == sorted(expected)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_plain_autoencoder_leaves_logvar_alone():
+    images = np.random.default_rng(2).random((8, 64, 64, 3), dtype=np.float32)
+    model = build_perceptual_autoencoder("I-I-PW", z_dim=4)
+    model.compile(optimizer="adam")
+    logvar = model.encoder.get_layer("logvar").get_weights()
+    model.fit(images, epochs=1, batch_size=4, verbose=0)
+    for before, after in zip(logvar, model.encoder.get_layer("logvar").get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_serialization_round_trip(tmp_path):
+    images = np.random.default_rng(3).random((2, 64, 64, 3), dtype=np.float32)
+    model = build_perceptual_autoencoder("F-I-PS", z_dim=8, gamma=0.5, loss_weights="random", seed=3)
+    restored = PerceptualAutoencoder.from_config(model.get_config())
+    assert restored.procedure == model.procedure and restored.gamma == 0.5
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(images)), keras.ops.convert_to_numpy(model(images)), atol=1e-6
+    )
+
+
+def test_embedding_model_takes_images_for_feature_encoders():
+    images = np.random.default_rng(4).random((3, 64, 64, 3), dtype=np.float32)
+    model = build_perceptual_autoencoder("F-F-FP", z_dim=5, loss_weights="random")
+    embedder = model.embedding_model()
+    assert embedder.input_shape == (None, 64, 64, 3)
+    mu, _ = model.encode(images)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(embedder(images)), keras.ops.convert_to_numpy(mu), atol=1e-6
+    )
