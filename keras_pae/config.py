@@ -96,6 +96,15 @@ class TrainConfig:
                 f"{' nor '.join(repr(w) for w in NAMED_LOSS_WEIGHTS)} nor an existing "
                 ".pth / .weights.h5 file."
             )
+        if self.loss_weights.endswith(".h5"):
+            import h5py  # light; catches a broken file before TensorFlow loads
+
+            if not h5py.is_hdf5(self.loss_weights):
+                raise ValueError(
+                    f"Loss-network weights file {self.loss_weights!r} is not a valid "
+                    ".weights.h5 (HDF5) file; convert a checkpoint with "
+                    "`python -m keras_pae.convert_alexnet SRC.pth DST.weights.h5`."
+                )
         return self
 
     @property

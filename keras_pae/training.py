@@ -131,8 +131,6 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     out, staging = _prepare_directories(config, resume, overwrite)
 
     # Everything a user can get wrong fails here, before any directory exists.
-    data = registry.autoencoder_data(config, progress=bool(verbose))
-    split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
     _set_seeds(config)
     model = build_perceptual_autoencoder(
         config.procedure,
@@ -144,6 +142,8 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         seed=config.seed,
     )
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    data = registry.autoencoder_data(config, progress=bool(verbose))
+    split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
 
     os.makedirs(staging, exist_ok=True)
     config.save(os.path.join(staging, "config.json"))
@@ -235,3 +235,26 @@ def _publish(staging, out):
         shutil.rmtree(old)
     else:
         os.replace(staging, out)
+
+
+def load_run(run_dir):
+    """Rebuilds the trained autoencoder of a finished run directory.
+
+    The loss network's weights are part of the saved weights, so this works
+    offline whatever `loss_weights` the run was trained with.
+
+    Args:
+        run_dir: a directory written by `train`.
+    """
+    config = TrainConfig.load(os.path.join(run_dir, "config.json"))
+    model = build_perceptual_autoencoder(
+        config.procedure,
+        image_shape=(config.image_size, config.image_size, 3),
+        z_dim=config.z_dim,
+        gamma=config.gamma,
+        loss_weights="random",
+        imagenet_normalize=config.imagenet_normalize,
+        seed=config.seed,
+    )
+    model.load_weights(os.path.join(run_dir, WEIGHTS_FILE))
+    return model

@@ -1,0 +1,164 @@
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_pae import PROCEDURES
+from keras_pae.config import TrainConfig
+from keras_pae.training import load_run, read_history, train
+
+TF_STARTUP_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small but real: 6 LunarLander rollouts of 40 steps, 2 held out.
+SMALL = dict(limit=240, steps=40, batch_size=64, z_dim=8, loss_weights="random")
+
+
+def _config(tmp_path, name, **overrides):
+    return TrainConfig(**{**SMALL, "epochs": 1, "out": str(tmp_path / name), **overrides})
+
+
+def _run_cli(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("procedure", PROCEDURES)
+def test_train_writes_summary_and_savedmodel(tmp_path, procedure):
+    config = _config(tmp_path, procedure, procedure=procedure, epochs=2)
+    summary = train(config, verbose=0)
+    out = tmp_path / procedure
+    assert not (tmp_path / f"{procedure}.incomplete").exists()
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk["procedure"] == procedure and on_disk["dataset"] == "lunarlander"
+    assert on_disk["epochs_run"] == 2 and len(on_disk["seconds_per_epoch"]) == 2
+    assert all(s > 0 for s in on_disk["seconds_per_epoch"])
+    val_losses = [row["val_loss"] for row in on_disk["history"]]
+    assert on_disk["best_val_loss"] == min(val_losses)
+    assert on_disk["best_epoch"] == int(np.argmin(val_losses)) + 1
+    # Whole rollouts: 240 frames of 40-step rollouts split at a rollout boundary.
+    assert on_disk["train_images"] % 40 == 0 and on_disk["validation_images"] > 0
+    assert on_disk["config"]["procedure"] == procedure
+
+    model = load_run(out)
+    assert on_disk["trainable_params"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    images = np.random.default_rng(0).random((5, 64, 64, 3), dtype=np.float32)
+    reloaded = tf.saved_model.load(str(out / "encoder"))  # keep a reference: serve uses its variables
+    served = reloaded.serve(tf.constant(images))
+    expected = model.embedding_model()(images)
+    assert served.shape == (5, 8)
+    np.testing.assert_allclose(np.asarray(served), np.asarray(expected), atol=1e-5)
+
+
+def test_kept_weights_are_the_best_epoch(tmp_path):
+    config = _config(tmp_path, "best", procedure="I-I-PW", epochs=3, learning_rate=0.05)
+    summary = train(config, verbose=0)
+    model = load_run(tmp_path / "best")
+    model.compile()
+    from keras_pae.data import pipeline, registry
+
+    data = registry.autoencoder_data(config, progress=False)
+    split = summary["train_images"]
+    val = pipeline.image_dataset(data.images[split:], 64)
+    loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(summary["best_val_loss"], rel=1e-4)
+
+
+def test_same_seed_same_losses(tmp_path):
+    losses = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        summary = train(_config(tmp_path, name, procedure="I-F-FP", epochs=2, seed=seed), verbose=0)
+        losses.append([(r["loss"], r["val_loss"]) for r in summary["history"]])
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def test_existing_runs_are_protected(tmp_path):
+    config = _config(tmp_path, "run", procedure="I-I-PW")
+    train(config, verbose=0)
+    with pytest.raises(ValueError, match="--overwrite"):
+        train(config, verbose=0)
+    summary = train(config, overwrite=True, verbose=0)
+    assert summary["epochs_run"] == 1 and not (tmp_path / "run.incomplete").exists()
+    (tmp_path / "other.incomplete").mkdir()
+    with pytest.raises(ValueError, match="--resume"):
+        train(_config(tmp_path, "other", procedure="I-I-PW"), verbose=0)
+
+
+def test_resume_after_kill_continues(tmp_path):
+    out = tmp_path / "killed"
+    staging = tmp_path / "killed.incomplete"
+    args = [
+        "--procedure", "I-I-PW", "--epochs", "4", "--limit", "400", "--steps", "40",
+        "--batch-size", "32", "--z-dim", "8", "--out", str(out),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+    history_path = staging / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if len(read_history(history_path)) >= 1 and (staging / "backup").exists():
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = read_history(history_path)
+    assert 1 <= len(before) < 4, "the run should have been killed mid-training"
+    assert not out.exists(), "a killed run must not look finished"
+
+    resumed = _run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"after epoch {len(before)}" in resumed.stdout
+    assert "Epoch 1/4" not in resumed.stdout
+    after = read_history(out / "history.csv")
+    assert [row["epoch"] for row in after] == [0, 1, 2, 3]
+    assert after[: len(before)] == before
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 4
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--procedure", "I-X-FP"], "I-X-FP"),
+        (["--dataset", "mnist64"], "mnist64"),
+        (["--image-size", "70"], "70"),
+        (["--epochs", "0"], "epochs"),
+        (["--z-dim", "-3"], "-3"),
+        (["--loss-weights", "missing.weights.h5"], "missing.weights.h5"),
+        (["--gamma", "-1"], "gamma"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, flags, named):
+    out = tmp_path / "bad"
+    result = _run_cli("--limit", "80", "--steps", "40", "--out", str(out), *flags)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], result.stderr
+    assert not out.exists() and not (tmp_path / "bad.incomplete").exists()
+
+
+def test_corrupt_weights_file_is_one_line(tmp_path):
+    corrupt = tmp_path / "corrupt.weights.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n but truncated")
+    out = tmp_path / "bad"
+    result = _run_cli(
+        "--limit", "80", "--steps", "40", "--epochs", "1", "--loss-weights", str(corrupt), "--out", str(out)
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # TensorFlow's C++ runtime logs a few lines at start-up, before absl's log
+    # level applies (no environment variable silences them); ours is the rest.
+    lines = [l for l in result.stderr.strip().splitlines() if not TF_STARTUP_LOG.match(l)]
+    assert len(lines) == 1 and "corrupt.weights.h5" in lines[0], result.stderr
+    assert not out.exists() and not (tmp_path / "bad.incomplete").exists()
