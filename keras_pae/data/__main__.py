@@ -1,0 +1,131 @@
+"""Generate and cache data sets: `python -m keras_pae.data <dataset> [options]`.
+
+Each data set is one subcommand, added by a function in `SUBCOMMANDS` that
+builds its parser and sets `run` to the function doing the work. Data modules
+are imported inside those functions so `--help` stays instant.
+"""
+
+import argparse
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit code 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _add_lunarlander(subparsers):
+    # Only constants here: importing the module is cheap (no gymnasium, no TensorFlow).
+    from keras_pae.data import lunarlander
+
+    parser = subparsers.add_parser(
+        "lunarlander",
+        help="the LunarLander collection (feature-prediction paper, Section III-A)",
+        description="Render (or load from the cache) LunarLander runs and report their size.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--rollouts", type=_positive_int, default=lunarlander.ROLLOUTS, help="rollouts per run")
+    parser.add_argument("--steps", type=_positive_int, default=lunarlander.STEPS, help="frames per rollout")
+    parser.add_argument("--image-size", type=_positive_int, default=64, help="side of the square frames")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="base seed")
+    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(lunarlander.default_cache_dir()),
+        help="cache root; runs go under <cache-dir>/lunarlander/ ($KERAS_PAE_CACHE sets the default)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=_runs,
+        default=",".join(lunarlander.RUNS),
+        help=f"comma-separated runs, from {', '.join(lunarlander.RUNS)}",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_lunarlander)
+
+
+def _runs(text):
+    from keras_pae.data import lunarlander
+
+    runs = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in runs if name not in lunarlander.RUNS]
+    if bad or not runs:
+        raise argparse.ArgumentTypeError(
+            f"unknown run {', '.join(map(repr, bad)) or repr(text)}; choose from {', '.join(lunarlander.RUNS)}"
+        )
+    return runs
+
+
+def _run_lunarlander(args):
+    from keras_pae.data import lunarlander
+
+    # argparse applies `type` to a string default too, so args.runs is always a list.
+    for run in args.runs:
+        data = lunarlander.generate_run(
+            run,
+            rollouts=args.rollouts,
+            steps=args.steps,
+            image_size=args.image_size,
+            seed=args.seed,
+            workers=args.workers,
+            cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+        )
+        where = lunarlander.cached_path(
+            run, args.rollouts, args.steps, args.image_size, args.seed, cache_dir=args.cache_dir
+        )
+        print(f"{run}: {len(data)} frames, {int(data.on_screen.sum())} on-screen, cache {where}")
+    return 0
+
+
+# One function per data set; another data set is another function appended here.
+SUBCOMMANDS = (_add_lunarlander,)
+
+
+def build_parser():
+    """The `python -m keras_pae.data` parser, one subcommand per data set."""
+    parser = _Parser(prog="python -m keras_pae.data", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
