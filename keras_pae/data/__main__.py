@@ -9,12 +9,7 @@ import argparse
 import os
 import sys
 
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (exit code 2), without the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+from keras_pae.cli import OneLineParser as _Parser
 
 
 def _positive_int(text):
