@@ -15,10 +15,16 @@ $(STAMP): setup.cfg
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job: I-F-FP on a small LunarLander collection, generated offline.
+# The main job: I-F-FP (the feature-prediction paper's proposal) and the I-I-PW
+# baseline on a small LunarLander collection generated offline, with the loss
+# network pretrained on Fashion-MNIST (shipped), then their pixel errors side by side.
+DEMO := --dataset lunarlander --loss-weights fashion_mnist --limit 6000 \
+	--predictor-rollouts 30 --test-rollouts 20 --epochs 8 --predictor-epochs 200 --overwrite
+
 train: $(STAMP)
-	$(PY) train.py --dataset lunarlander --procedure I-F-FP --limit 6000 --epochs 10 \
-		--loss-weights random --out saved_models/default --overwrite
+	$(PY) train.py --procedure I-F-FP $(DEMO) --out saved_models/main_I-F-FP
+	$(PY) train.py --procedure I-I-PW $(DEMO) --out saved_models/main_I-I-PW
+	$(PY) -m keras_pae.report saved_models/main_I-I-PW saved_models/main_I-F-FP
 
 test: $(STAMP)
 	$(PY) -m pytest -q

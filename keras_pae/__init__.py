@@ -15,7 +15,7 @@ _PUBLIC = {
     "PROCEDURES": "keras_pae.procedures",
     "PerceptualAutoencoder": "keras_pae.perceptual.perceptual_autoencoder",
     "build_perceptual_autoencoder": "keras_pae.perceptual.perceptual_autoencoder",
-    "TrainConfig": "keras_pae.training",
+    "TrainConfig": "keras_pae.config",
     "train": "keras_pae.training",
 }
 

@@ -36,8 +36,12 @@ def add_train_arguments(parser):
     parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="data generation seed (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N autoencoder images (quick runs)")
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="image side, 64+16n (default: %(default)s)")
-    parser.add_argument("--rollouts", type=int, default=defaults.rollouts, help="LunarLander rollouts per run (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="folder with the dataset's local files (e.g. IDX .gz for fashion_mnist)")
+    parser.add_argument("--rollouts", type=int, default=defaults.rollouts, help="LunarLander rollouts of the autoencoder run (default: %(default)s)")
+    parser.add_argument("--predictor-rollouts", type=int, default=None, help="LunarLander rollouts of the predictor run (default: as many as the autoencoder run uses)")
+    parser.add_argument("--test-rollouts", type=int, default=None, help="LunarLander rollouts of the test run (default: as many as the autoencoder run uses)")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="LunarLander steps per rollout (default: %(default)s)")
+    parser.add_argument("--predictor-epochs", type=int, default=defaults.predictor_epochs, help="max epochs of each embedding predictor; 0 skips them (default: %(default)s)")
     parser.add_argument("--nondeterministic", action="store_true", help="allow nondeterministic (possibly faster) TensorFlow ops")
     return parser
 
@@ -59,7 +63,11 @@ def config_from_args(args):
         limit=args.limit,
         image_size=args.image_size,
         rollouts=args.rollouts,
+        predictor_rollouts=args.predictor_rollouts,
+        test_rollouts=args.test_rollouts,
+        data_dir=args.data_dir,
         steps=args.steps,
+        predictor_epochs=args.predictor_epochs,
         deterministic=not args.nondeterministic,
         out=getattr(args, "out", None),
     )

@@ -8,10 +8,11 @@ import json
 import os
 from typing import Optional
 
+from keras_pae.data.registry import DATASETS
 from keras_pae.procedures import Procedure, check_image_size
 
-DATASETS = ("lunarlander",)
-NAMED_LOSS_WEIGHTS = ("imagenet", "random")
+# Keep in step with keras_pae.loss_network.WEIGHT_CHOICES (which imports TensorFlow).
+NAMED_LOSS_WEIGHTS = ("imagenet", "fashion_mnist", "random")
 
 
 @dataclasses.dataclass
@@ -40,8 +41,14 @@ class TrainConfig:
         image_size: side of the square images (64 + 16n).
         validation_fraction: trailing fraction of the data used for validation.
         patience: early-stopping patience; None means max(10, epochs / 20).
-        rollouts: LunarLander rollouts per run.
+        rollouts: LunarLander rollouts of the autoencoder run.
+        predictor_rollouts: LunarLander rollouts of the predictor run (None: as
+            many as the autoencoder run uses, so `limit` shrinks it too).
+        test_rollouts: LunarLander rollouts of the test run (None: likewise).
+        data_dir: folder with a dataset's local files (IDX .gz, ...).
         steps: LunarLander steps per rollout.
+        predictor_epochs: maximum epochs of each embedding predictor (SPEC §5);
+            0 skips the evaluation.
         deterministic: make TensorFlow ops deterministic (same seed, same losses).
         out: output directory; None picks one under `saved_models/`.
     """
@@ -62,7 +69,11 @@ class TrainConfig:
     validation_fraction: float = 0.2
     patience: Optional[int] = None
     rollouts: int = 700
+    predictor_rollouts: Optional[int] = None
+    test_rollouts: Optional[int] = None
     steps: int = 150
+    data_dir: Optional[str] = None
+    predictor_epochs: int = 500
     deterministic: bool = True
     out: Optional[str] = None
 
@@ -73,14 +84,20 @@ class TrainConfig:
             raise ValueError(
                 f"Unknown dataset {self.dataset!r}; valid datasets are {', '.join(DATASETS)}."
             )
+        if self.data_dir is not None and not os.path.isdir(self.data_dir):
+            raise FileNotFoundError(f"--data-dir {self.data_dir!r} is not a directory.")
         for name in ("z_dim", "epochs", "batch_size", "rollouts", "steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        for name in ("limit", "patience"):
+        for name in ("limit", "patience", "predictor_rollouts", "test_rollouts"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or unset; got {value!r}.")
+        if not isinstance(self.predictor_epochs, int) or self.predictor_epochs < 0:
+            raise ValueError(
+                f"predictor_epochs must be a non-negative integer (0 skips the predictors); got {self.predictor_epochs!r}."
+            )
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0 (0 = plain autoencoder); got {self.gamma}.")
         if self.learning_rate <= 0:

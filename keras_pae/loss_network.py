@@ -25,7 +25,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_CHANNELS = 192
 
-WEIGHT_CHOICES = ("imagenet", "random")
+CONVERTED_FASHION_MNIST_FILE = "alexnet_features_fashion_mnist.weights.h5"
+
+WEIGHT_CHOICES = ("imagenet", "fashion_mnist", "random")
 
 
 def keras_cache_dir():
@@ -92,7 +94,9 @@ def alexnet_features(
     Args:
         input_shape: (H, W, 3) of the images.
         weights: `"imagenet"` (torchvision's `alexnet-owt-7be5be79.pth`,
-            converted once and cached under `~/.keras/models`), `"random"`
+            converted once and cached under `~/.keras/models`; the papers'
+            setting), `"fashion_mnist"` (the same layers trained as a
+            Fashion-MNIST classifier; shipped, works offline), `"random"`
             (seeded, torch-default-like init; for smoke tests only, see the
             README), or a path to a torchvision `.pth` or a converted
             `.weights.h5` file.
@@ -129,6 +133,8 @@ def load_weights(trunk, weights):
         return
     if weights == "imagenet":
         path = imagenet_weights_path()
+    elif weights == "fashion_mnist":
+        path = fashion_mnist_weights_path()
     else:
         path = os.fspath(weights)
         if not os.path.isfile(path):
@@ -169,8 +175,9 @@ def imagenet_weights_path():
         raise ValueError(
             f"ImageNet AlexNet weights are not cached at {converted} and could "
             f"not be downloaded from {IMAGENET_URL}: connect to the internet, "
-            "or pass --loss-weights with the path to alexnet-owt-7be5be79.pth "
-            "or a converted .weights.h5, or 'random' for smoke tests only."
+            "or pass --loss-weights fashion_mnist (pretrained offline, shipped), "
+            "the path to alexnet-owt-7be5be79.pth or a converted .weights.h5, "
+            "or 'random' for smoke tests only."
         ) from None
     digest = _sha256(checkpoint)
     if not digest.startswith(IMAGENET_SHA256_PREFIX):
@@ -181,6 +188,25 @@ def imagenet_weights_path():
         )
     _convert.convert(checkpoint, converted)
     return converted
+
+
+def fashion_mnist_weights_path():
+    """The loss network pretrained on Fashion-MNIST: shipped, else trained once.
+
+    `python -m keras_pae.pretrain_loss_network --dataset fashion_mnist
+    --epochs 3 --out PATH` reproduces the shipped file; when the package was
+    installed without it, the same training runs once and is cached under
+    `~/.keras/models`.
+    """
+    from keras_pae.pretrain_loss_network import SHIPPED_FASHION_MNIST, pretrain_loss_network
+
+    if os.path.isfile(SHIPPED_FASHION_MNIST):
+        return SHIPPED_FASHION_MNIST
+    cached = os.path.join(keras_cache_dir(), CONVERTED_FASHION_MNIST_FILE)
+    if not os.path.isfile(cached):
+        print(f"Pretraining the loss network on Fashion-MNIST once; caching it at {cached}.")
+        pretrain_loss_network(cached, dataset="fashion_mnist", epochs=3)
+    return cached
 
 
 def _sha256(path):

@@ -23,6 +23,8 @@ from keras_pae.data import pipeline, registry
 from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
 
 HISTORY_FILE = "history.csv"
+FIT_DONE_FILE = "fit.done"
+PREDICTORS_FILE = "predictors.json"
 # The best-validation weights, kept by ModelCheckpoint; the finished run keeps them.
 WEIGHTS_FILE = "autoencoder.weights.h5"
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -166,16 +168,22 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if earlier and verbose:
-        print(f"Resuming {staging} after epoch {len(earlier)}.")
-    model.fit(
-        pipeline.image_dataset(data.images[:split], config.batch_size, shuffle=True, seed=config.seed),
-        validation_data=pipeline.image_dataset(data.images[split:], config.batch_size),
-        epochs=config.epochs,
-        shuffle=False,  # the dataset reshuffles itself, seeded
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    fit_done = os.path.join(staging, FIT_DONE_FILE)
+    if not os.path.exists(fit_done):
+        if earlier and verbose:
+            print(f"Resuming {staging} after epoch {len(earlier)}.")
+        model.fit(
+            pipeline.image_dataset(
+                data.images[:split], config.batch_size, shuffle=True, seed=config.seed, image_size=config.image_size
+            ),
+            validation_data=pipeline.image_dataset(data.images[split:], config.batch_size, image_size=config.image_size),
+            epochs=config.epochs,
+            shuffle=False,  # the dataset reshuffles itself, seeded
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        # BackupAndRestore has deleted its state: a resume must not refit.
+        open(fit_done, "w").close()
 
     history = read_history(history_path)
     if not os.path.isfile(best_path):
@@ -183,6 +191,9 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     model.load_weights(best_path)
     val_losses = [row["val_loss"] for row in history]
     best = int(np.nanargmin(val_losses))
+    predictors = None
+    if config.predictor_epochs:
+        predictors = _evaluate_predictors(model, config, os.path.join(staging, PREDICTORS_FILE), verbose)
     encoder_dir = os.path.join(staging, "encoder")
     if os.path.exists(encoder_dir):
         shutil.rmtree(encoder_dir)
@@ -204,6 +215,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         "seconds_per_epoch": [row.get("train_seconds") for row in history],
         "stopped_on_nan": not np.isfinite(history[-1]["loss"]),
         "history": history,
+        "predictors": predictors,
         "encoder": "encoder",
         "weights": WEIGHTS_FILE,
         "config": config.to_dict(),
@@ -216,13 +228,56 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     with open(os.path.join(staging, "summary.json.tmp"), "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(os.path.join(staging, "summary.json.tmp"), os.path.join(staging, "summary.json"))
+    os.remove(os.path.join(staging, FIT_DONE_FILE))
     _publish(staging, out)
     if verbose:
         print(
             f"{config.procedure}: best val loss {summary['best_val_loss']:.6g} at epoch "
             f"{summary['best_epoch']}/{summary['epochs_run']}; wrote {out}"
         )
+        if predictors:
+            print(f"{config.procedure}: {_format_metric(predictors)} with predictor {predictors['chosen']}")
     return summary
+
+
+def _format_metric(predictors):
+    if predictors["test_metric"] == "pixel_error":
+        return f"test position error {predictors['test_value']:.2f} px"
+    return f"test {predictors['test_metric']} {predictors['test_value']:.4f}"
+
+
+def _evaluate_predictors(model, config, path, verbose):
+    """Encodes the predictor and test data once (mu) and runs the predictors (SPEC §5)."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    from keras_pae.evaluation import predictors
+
+    dataset = registry.info(config.dataset)
+    embedder = model.embedding_model()
+
+    def encode(part):
+        images = pipeline.image_dataset(part.images, 512, image_size=config.image_size)
+        return embedder.predict(images, verbose=0)
+
+    labelled = registry.predictor_data(config, progress=bool(verbose))
+    test = registry.test_data(config, progress=bool(verbose))
+    split = pipeline.validation_split(len(labelled), labelled.groups, config.validation_fraction)
+    embedded = encode(labelled)
+    if verbose:
+        print(f"Training {len(predictors.HIDDEN_LAYERS)} predictors on {len(labelled)} embeddings.")
+    result = predictors.evaluate_embeddings(
+        (embedded[:split], labelled.labels[:split]),
+        (embedded[split:], labelled.labels[split:]),
+        (encode(test), test.labels),
+        dataset.label_kind,
+        dataset.num_outputs,
+        epochs=config.predictor_epochs,
+        seed=config.seed,
+    )
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    return result
 
 
 def _publish(staging, out):

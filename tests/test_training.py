@@ -17,7 +17,7 @@ from keras_pae.training import load_run, read_history, train
 TF_STARTUP_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but real: 6 LunarLander rollouts of 40 steps, 2 held out.
-SMALL = dict(limit=240, steps=40, batch_size=64, z_dim=8, loss_weights="random")
+SMALL = dict(limit=240, steps=40, batch_size=64, z_dim=8, loss_weights="random", predictor_epochs=0)
 
 
 def _config(tmp_path, name, **overrides):
@@ -99,7 +99,7 @@ def test_resume_after_kill_continues(tmp_path):
     staging = tmp_path / "killed.incomplete"
     args = [
         "--procedure", "I-I-PW", "--epochs", "4", "--limit", "400", "--steps", "40",
-        "--batch-size", "32", "--z-dim", "8", "--out", str(out),
+        "--batch-size", "32", "--z-dim", "8", "--predictor-epochs", "0", "--out", str(out),
     ]
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), *args],
@@ -162,3 +162,15 @@ def test_corrupt_weights_file_is_one_line(tmp_path):
     lines = [l for l in result.stderr.strip().splitlines() if not TF_STARTUP_LOG.match(l)]
     assert len(lines) == 1 and "corrupt.weights.h5" in lines[0], result.stderr
     assert not out.exists() and not (tmp_path / "bad.incomplete").exists()
+
+
+def test_summary_reports_the_predictors(tmp_path):
+    config = _config(tmp_path, "pred", procedure="I-I-PW", predictor_epochs=3)
+    summary = train(config, verbose=0)
+    predictors = summary["predictors"]
+    assert [p["hidden"] for p in predictors["predictors"]] == [[], [32], [64], [32, 32], [64, 32], [64, 64], [128, 128]]
+    losses = [p["val_loss"] for p in predictors["predictors"]]
+    assert predictors["chosen"] == predictors["predictors"][int(np.argmin(losses))]["hidden"]
+    assert predictors["test_metric"] == "pixel_error" and 0 < predictors["test_value"] < 200
+    # Predictor data: the on-screen frames of as many rollouts as the autoencoder run.
+    assert 0 < predictors["train_examples"] + predictors["validation_examples"] <= 240

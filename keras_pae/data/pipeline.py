@@ -31,21 +31,43 @@ def validation_split(num_examples, groups=None, fraction=0.2):
     return split
 
 
-def image_dataset(images, batch_size, shuffle=False, seed=None):
-    """Batches uint8 (or float) images into float32 in [0, 1].
+def to_model_images(images, image_size=None):
+    """uint8 or float images -> float32 in [0, 1], 3 channels, `image_size` square.
+
+    Grey images are repeated over 3 channels; other sizes are resized
+    (bilinear), e.g. Fashion-MNIST's 28x28 to the conv models' 64x64.
+
+    Args:
+        images: tensor (N, H, W, C) with C = 1 or 3.
+        image_size: side of the output; None keeps the size.
+    """
+    scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0
+    images = tf.cast(images, tf.float32) * scale
+    if images.shape[-1] == 1:
+        images = tf.repeat(images, 3, axis=-1)
+    if image_size is not None and tuple(images.shape[1:3]) != (image_size, image_size):
+        images = tf.clip_by_value(tf.image.resize(images, (image_size, image_size)), 0.0, 1.0)
+    return images
+
+
+def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, image_size=None):
+    """Batches images (and labels) into float32 images in [0, 1].
 
     Args:
         images: array (N, H, W, C), uint8 in [0, 255] or float in [0, 1].
         batch_size: images per batch.
         shuffle: reshuffle every epoch (seeded).
         seed: shuffle seed.
+        labels: optional array (N, ...) yielded with the images.
+        image_size: side the images are converted to (see `to_model_images`).
     """
-    dataset = tf.data.Dataset.from_tensor_slices(images)
+    dataset = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    scale = 1.0 / 255.0 if np.asarray(images[:1]).dtype == np.uint8 else 1.0
     # Converting whole batches is cheaper than converting image by image.
-    dataset = dataset.batch(batch_size).map(
-        lambda x: tf.cast(x, tf.float32) * scale, num_parallel_calls=tf.data.AUTOTUNE
-    )
+    if labels is None:
+        convert = lambda x: to_model_images(x, image_size)  # noqa: E731
+    else:
+        convert = lambda x, y: (to_model_images(x, image_size), y)  # noqa: E731
+    dataset = dataset.batch(batch_size).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

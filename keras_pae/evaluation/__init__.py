@@ -1,0 +1,1 @@
+"""Embedding evaluation: small predictors trained on frozen embeddings (SPEC §5)."""

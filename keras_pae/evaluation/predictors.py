@@ -1,0 +1,133 @@
+"""The seven predictor MLPs of the feature-prediction paper and their selection.
+
+Feature-prediction paper, Section VI (SPEC §5): for every autoencoder, MLPs
+with hidden layers [], [32], [64], [32, 32], [64, 32], [64, 64], [128, 128]
+(LeakyReLU, linear output) are trained on the embeddings (mu) with MSE
+against the position or the one-hot class, Adam, batch 512, up to 500 epochs,
+early stopping with patience max(10, epochs / 20) keeping the best-validation
+weights; the MLP with the lowest validation loss is tested.
+"""
+
+import keras
+import numpy as np
+
+from keras_pae.data import lunarlander
+
+HIDDEN_LAYERS = ((), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128))
+
+
+def predictor_mlp(input_dim, hidden, num_outputs, seed=None):
+    """A predictor MLP: LeakyReLU hidden layers and a linear output.
+
+    Args:
+        input_dim: embedding size (z).
+        hidden: sizes of the hidden layers; `()` is a linear model.
+        num_outputs: 2 for positions, the number of classes otherwise.
+        seed: seed of the weight initialisation.
+    """
+    inputs = keras.Input((input_dim,), name="embedding")
+    x = inputs
+    for i, units in enumerate(hidden):
+        init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+        x = keras.layers.Dense(units, kernel_initializer=init, name=f"hidden{i}")(x)
+        x = keras.layers.LeakyReLU(name=f"leaky_relu{i}")(x)
+    init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + len(hidden))
+    outputs = keras.layers.Dense(num_outputs, kernel_initializer=init, name="output")(x)
+    name = "mlp_" + ("x".join(map(str, hidden)) or "linear")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def targets(labels, label_kind, num_outputs):
+    """Regression targets: positions as they are, classes one-hot (the authors' MSE)."""
+    if label_kind == "class":
+        return keras.utils.to_categorical(labels, num_outputs).astype(np.float32)
+    return np.asarray(labels, np.float32)
+
+
+def position_error_pixels(predicted, positions):
+    """Mean Euclidean distance in pixels of the 64x64 image (SPEC §5)."""
+    distance = np.linalg.norm(np.asarray(predicted) - np.asarray(positions), axis=-1)
+    return float(lunarlander.PIXELS_PER_UNIT * distance.mean())
+
+
+def accuracy(predicted, labels):
+    """Share of rows whose largest output is the label."""
+    return float(np.mean(np.argmax(predicted, axis=-1) == np.asarray(labels)))
+
+
+def test_metric(label_kind):
+    """(name, lower_is_better) of the test metric for a label kind."""
+    return ("pixel_error", True) if label_kind == "position" else ("accuracy", False)
+
+
+def evaluate_embeddings(
+    train,
+    validation,
+    test,
+    label_kind,
+    num_outputs,
+    hidden_layers=HIDDEN_LAYERS,
+    epochs=500,
+    batch_size=512,
+    learning_rate=1e-3,
+    seed=0,
+    verbose=0,
+):
+    """Trains every predictor, picks the lowest validation loss, tests it.
+
+    Args:
+        train, validation, test: `(embeddings, labels)` pairs.
+        label_kind: `"position"` or `"class"`.
+        num_outputs: 2 or the number of classes.
+        hidden_layers: architectures to try.
+        epochs: maximum epochs per predictor.
+        batch_size: examples per step.
+        learning_rate: Adam's learning rate.
+        seed: seeds initialisation and shuffling.
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        A dict: every predictor's best validation loss and epochs, the chosen
+        one, and its test metric.
+    """
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, validation, test
+    fit_y = targets(train_y, label_kind, num_outputs)
+    fit_val = targets(val_y, label_kind, num_outputs)
+    patience = max(10, epochs // 20)
+    results, models = [], []
+    for hidden in hidden_layers:
+        keras.utils.set_random_seed(seed)
+        model = predictor_mlp(train_x.shape[-1], hidden, num_outputs, seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        )
+        history = model.fit(
+            train_x, fit_y,
+            validation_data=(val_x, fit_val),
+            epochs=epochs, batch_size=batch_size, callbacks=[stopper], verbose=verbose,
+        )
+        val_losses = history.history["val_loss"]
+        results.append(
+            {
+                "hidden": list(hidden),
+                "val_loss": float(np.min(val_losses)),
+                "best_epoch": int(np.argmin(val_losses)) + 1,
+                "epochs_run": len(val_losses),
+            }
+        )
+        models.append(model)
+    chosen = int(np.argmin([r["val_loss"] for r in results]))
+    predicted = models[chosen].predict(test_x, batch_size=4096, verbose=0)
+    name, lower_is_better = test_metric(label_kind)
+    value = position_error_pixels(predicted, test_y) if label_kind == "position" else accuracy(predicted, test_y)
+    return {
+        "predictors": results,
+        "chosen": results[chosen]["hidden"],
+        "test_metric": name,
+        "lower_is_better": lower_is_better,
+        "test_value": value,
+        "train_examples": len(train_x),
+        "validation_examples": len(val_x),
+        "test_examples": len(test_x),
+    }

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from keras_pae.evaluation import predictors
+
+
+def test_pixel_error_on_hand_made_positions():
+    true = np.array([[0.0, 0.0], [0.5, 1.0], [-1.0, 0.25]])
+    # Offsets of 3-4-5 triangles in observation units (x 32 px per unit).
+    predicted = true + np.array([[0.3, 0.4], [0.0, 0.0], [-0.6, 0.8]])
+    assert predictors.position_error_pixels(predicted, true) == pytest.approx(32 * (0.5 + 0 + 1.0) / 3)
+
+
+def test_accuracy_and_targets():
+    assert predictors.accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]]), [1, 0, 0]) == pytest.approx(2 / 3)
+    onehot = predictors.targets(np.array([2, 0]), "class", 3)
+    np.testing.assert_array_equal(onehot, [[0, 0, 1], [1, 0, 0]])
+
+
+def test_architectures():
+    for hidden in predictors.HIDDEN_LAYERS:
+        model = predictors.predictor_mlp(16, hidden, 2)
+        dense = [l for l in model.layers if l.__class__.__name__ == "Dense"]
+        assert [l.units for l in dense] == [*hidden, 2]
+        assert dense[-1].activation.__name__ == "linear"
+
+
+def test_selection_picks_lowest_validation_loss():
+    rng = np.random.default_rng(0)
+    # A nonlinear target: hidden layers beat the linear model on validation.
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1).astype(np.float32)
+    result = predictors.evaluate_embeddings(
+        (x[:400], y[:400]), (x[400:500], y[400:500]), (x[500:], y[500:]),
+        "position", 2, hidden_layers=((), (32,), (64, 64)), epochs=60, batch_size=64,
+    )
+    losses = [r["val_loss"] for r in result["predictors"]]
+    assert result["chosen"] == result["predictors"][int(np.argmin(losses))]["hidden"]
+    assert result["chosen"] != []  # the linear model cannot fit sin / products
+    assert result["test_metric"] == "pixel_error" and result["test_value"] > 0
