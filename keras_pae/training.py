@@ -60,15 +60,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def __init__(self, history=(), **kwargs):
         super().__init__(**kwargs)
-        self.history = [float(row[self.monitor]) for row in history]
+        self.earlier = [float(row[self.monitor]) for row in history]
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self.history:
-            best = int(np.argmin(self.history))
-            self.best = self.history[best]
+        if self.earlier:
+            best = int(np.argmin(self.earlier))
+            self.best = self.earlier[best]
             self.best_epoch = best
-            self.wait = len(self.history) - 1 - best
+            self.wait = len(self.earlier) - 1 - best
 
 
 def read_history(path):

@@ -174,3 +174,18 @@ def test_summary_reports_the_predictors(tmp_path):
     assert predictors["test_metric"] == "pixel_error" and 0 < predictors["test_value"] < 200
     # Predictor data: the on-screen frames of as many rollouts as the autoencoder run.
     assert 0 < predictors["train_examples"] + predictors["validation_examples"] <= 240
+
+
+def test_early_stopping_carries_on_after_resume():
+    import keras
+
+    from keras_pae.training import ResumableEarlyStopping
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    earlier = [{"val_loss": v} for v in (0.5, 0.3, 0.4, 0.45)]
+    stopper = ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=3)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    assert stopper.best == 0.3 and stopper.wait == 2
+    stopper.on_epoch_end(4, {"val_loss": 0.35})  # third epoch without improvement
+    assert model.stop_training
