@@ -35,7 +35,7 @@ def add_train_arguments(parser):
     parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default: %(default)s)")
     parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="data generation seed (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N autoencoder images (quick runs)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="image side, 64+16n (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=None, help="image side the models see, 64+16n (default: the dataset's, 96 for stl10, else 64)")
     parser.add_argument("--data-dir", default=None, help="folder with the dataset's local files (e.g. IDX .gz for fashion_mnist)")
     parser.add_argument("--rollouts", type=int, default=defaults.rollouts, help="LunarLander rollouts of the autoencoder run (default: %(default)s)")
     parser.add_argument("--predictor-rollouts", type=int, default=None, help="LunarLander rollouts of the predictor run (default: as many as the autoencoder run uses)")

@@ -38,7 +38,8 @@ class TrainConfig:
         data_seed: seeds data generation (LunarLander), kept apart from `seed`
             so repetitions train on the same collection.
         limit: use only the first `limit` autoencoder images (quick runs).
-        image_size: side of the square images (64 + 16n).
+        image_size: side of the square images the models see (64 + 16n);
+            None uses the dataset's (96 for STL-10, 64 otherwise).
         validation_fraction: trailing fraction of the data used for validation.
         patience: early-stopping patience; None means max(10, epochs / 20).
         rollouts: LunarLander rollouts of the autoencoder run.
@@ -65,7 +66,7 @@ class TrainConfig:
     seed: int = 0
     data_seed: int = 0
     limit: Optional[int] = None
-    image_size: int = 64
+    image_size: Optional[int] = None
     validation_fraction: float = 0.2
     patience: Optional[int] = None
     rollouts: int = 700
@@ -106,6 +107,8 @@ class TrainConfig:
             raise ValueError(
                 f"validation_fraction must lie in (0, 1); got {self.validation_fraction}."
             )
+        if self.image_size is None:
+            self.image_size = DATASETS[self.dataset].image_size
         check_image_size(self.image_size, self.image_size)
         if self.loss_weights not in NAMED_LOSS_WEIGHTS and not os.path.isfile(self.loss_weights):
             raise FileNotFoundError(

@@ -168,15 +168,16 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
+    fit_to_model = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
     fit_done = os.path.join(staging, FIT_DONE_FILE)
     if not os.path.exists(fit_done):
         if earlier and verbose:
             print(f"Resuming {staging} after epoch {len(earlier)}.")
         model.fit(
             pipeline.image_dataset(
-                data.images[:split], config.batch_size, shuffle=True, seed=config.seed, image_size=config.image_size
+                data.images[:split], config.batch_size, shuffle=True, seed=config.seed, **fit_to_model
             ),
-            validation_data=pipeline.image_dataset(data.images[split:], config.batch_size, image_size=config.image_size),
+            validation_data=pipeline.image_dataset(data.images[split:], config.batch_size, **fit_to_model),
             epochs=config.epochs,
             shuffle=False,  # the dataset reshuffles itself, seeded
             callbacks=callbacks,
@@ -257,7 +258,7 @@ def _evaluate_predictors(model, config, path, verbose):
     embedder = model.embedding_model()
 
     def encode(part):
-        images = pipeline.image_dataset(part.images, 512, image_size=config.image_size)
+        images = pipeline.image_dataset(part.images, 512, image_size=config.image_size, fit=dataset.fit)
         return embedder.predict(images, verbose=0)
 
     labelled = registry.predictor_data(config, progress=bool(verbose))

@@ -36,7 +36,7 @@ def test_idx_round_trip_and_corruption(tmp_path):
 
 def test_local_idx_folder_parts(tmp_path):
     _write_fake_fashion_mnist(tmp_path)
-    config = TrainConfig(dataset="fashion_mnist", data_dir=str(tmp_path), limit=7)
+    config = TrainConfig(dataset="fashion_mnist", data_dir=str(tmp_path), limit=7).validate()
     auto = registry.autoencoder_data(config)
     assert auto.images.shape == (7, 28, 28, 1) and auto.images.dtype == np.uint8
     test = registry.test_data(config)
@@ -52,7 +52,7 @@ def test_missing_files_name_the_fix(tmp_path):
 
 
 def test_lunarlander_parts_follow_limit():
-    config = TrainConfig(limit=50, steps=20, rollouts=700)
+    config = TrainConfig(limit=50, steps=20, rollouts=700).validate()
     auto = registry.autoencoder_data(config, progress=False)
     predictor = registry.predictor_data(config, progress=False)
     assert len(auto) == 50 and set(auto.groups) == {0, 1, 2}

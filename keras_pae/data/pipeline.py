@@ -31,26 +31,38 @@ def validation_split(num_examples, groups=None, fraction=0.2):
     return split
 
 
-def to_model_images(images, image_size=None):
+FITS = ("resize", "wrap")
+
+
+def to_model_images(images, image_size=None, fit="resize"):
     """uint8 or float images -> float32 in [0, 1], 3 channels, `image_size` square.
 
-    Grey images are repeated over 3 channels; other sizes are resized
-    (bilinear), e.g. Fashion-MNIST's 28x28 to the conv models' 64x64.
+    Grey images are repeated over 3 channels. Other sizes are resized
+    (bilinear), e.g. Fashion-MNIST's 28x28 to the conv models' 64x64, or with
+    `fit="wrap"` tiled: SVHN's 32x32 becomes the 2x2 tiling the papers use,
+    `np.pad(img, ((0, 32), (0, 32), (0, 0)), mode="wrap")` (SPEC §6).
 
     Args:
         images: tensor (N, H, W, C) with C = 1 or 3.
         image_size: side of the output; None keeps the size.
+        fit: `"resize"` or `"wrap"`.
     """
+    if fit not in FITS:
+        raise ValueError(f"Unknown fit {fit!r}; valid fits are {', '.join(FITS)}.")
     scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0
     images = tf.cast(images, tf.float32) * scale
     if images.shape[-1] == 1:
         images = tf.repeat(images, 3, axis=-1)
-    if image_size is not None and tuple(images.shape[1:3]) != (image_size, image_size):
-        images = tf.clip_by_value(tf.image.resize(images, (image_size, image_size)), 0.0, 1.0)
-    return images
+    height, width = images.shape[1:3]
+    if image_size is None or (height, width) == (image_size, image_size):
+        return images
+    if fit == "wrap":
+        reps = (-(-image_size // height), -(-image_size // width))
+        return tf.tile(images, (1, *reps, 1))[:, :image_size, :image_size]
+    return tf.clip_by_value(tf.image.resize(images, (image_size, image_size)), 0.0, 1.0)
 
 
-def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, image_size=None):
+def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, image_size=None, fit="resize"):
     """Batches images (and labels) into float32 images in [0, 1].
 
     Args:
@@ -60,14 +72,15 @@ def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, ima
         seed: shuffle seed.
         labels: optional array (N, ...) yielded with the images.
         image_size: side the images are converted to (see `to_model_images`).
+        fit: how other sizes reach `image_size`: `"resize"` or `"wrap"`.
     """
     dataset = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     # Converting whole batches is cheaper than converting image by image.
     if labels is None:
-        convert = lambda x: to_model_images(x, image_size)  # noqa: E731
+        convert = lambda x: to_model_images(x, image_size, fit)  # noqa: E731
     else:
-        convert = lambda x, y: (to_model_images(x, image_size), y)  # noqa: E731
+        convert = lambda x, y: (to_model_images(x, image_size, fit), y)  # noqa: E731
     dataset = dataset.batch(batch_size).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,73 @@
+import socket
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_pae.config import TrainConfig
+from keras_pae.data import pipeline, registry
+from keras_pae.training import train
+
+
+@pytest.mark.parametrize(
+    "dataset, native, model_side",
+    [("svhn", 32, 64), ("stl10", 96, 96)],
+)
+def test_parts_shapes_and_labels(dataset, native, model_side):
+    config = TrainConfig(dataset=dataset, limit=5).validate()
+    assert config.image_size == model_side
+    with tfds.testing.mock_data(num_examples=7):
+        parts = {
+            "autoencoder": registry.autoencoder_data(config),
+            "predictor": registry.predictor_data(config),
+            "test": registry.test_data(config),
+        }
+    assert len(parts["autoencoder"]) == 5 and len(parts["test"]) == 7
+    for data in parts.values():
+        assert data.images.shape[1:] == (native, native, 3) and data.images.dtype == np.uint8
+    for data in (parts["predictor"], parts["test"]):
+        assert data.labels.dtype == np.int64 and data.labels.min() >= 0 and data.labels.max() <= 9
+    info = registry.info(dataset)
+    assert info.label_kind == "class" and info.num_outputs == 10
+    batch = next(iter(pipeline.image_dataset(parts["test"].images, 7, image_size=model_side, fit=info.fit)))
+    batch = batch.numpy()
+    assert batch.shape == (7, model_side, model_side, 3) and batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+
+
+def test_svhn_is_wrap_padded_into_four_equal_quadrants():
+    with tfds.testing.mock_data(num_examples=3):
+        images = registry.tfds_part("svhn", "test").images
+    padded = next(iter(pipeline.image_dataset(images, 3, image_size=64, fit="wrap"))).numpy()
+    expected = np.pad(images, ((0, 0), (0, 32), (0, 32), (0, 0)), mode="wrap") / 255.0
+    np.testing.assert_allclose(padded, expected, atol=1e-6)
+    for quadrant in (padded[:, :32, 32:], padded[:, 32:, :32], padded[:, 32:, 32:]):
+        np.testing.assert_array_equal(quadrant, padded[:, :32, :32])
+
+
+def test_offline_without_prepared_data_is_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path), raising=False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(ValueError) as error:
+        registry.tfds_part("svhn", "test")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "svhn" in message and "ufldl.stanford.edu" in message
+    assert "python train.py --dataset svhn" in message
+
+
+def test_train_runs_on_svhn(tmp_path):
+    config = TrainConfig(
+        dataset="svhn", procedure="I-F-FP", epochs=1, limit=40, batch_size=16, z_dim=4,
+        loss_weights="random", predictor_epochs=2, out=str(tmp_path / "svhn"),
+    )
+    with tfds.testing.mock_data(num_examples=30):
+        summary = train(config, verbose=0)
+    assert summary["image_shape"] == [64, 64, 3]
+    assert summary["predictors"]["test_metric"] == "accuracy"
+    assert 0.0 <= summary["predictors"]["test_value"] <= 1.0
