@@ -204,6 +204,22 @@ def tfds_part(dataset, part, limit=None):
     return ImageData(np.concatenate(images), np.concatenate(labels).astype(np.int64))
 
 
+# Which IDX split feeds each part (MNIST-format sets have no unlabelled split).
+_IDX_SPLITS = {"autoencoder": "train", "predictor": "train", "test": "test"}
+
+
+def _part(config, part, progress, limit=None):
+    info(config.dataset)
+    if config.dataset == "lunarlander":
+        # The predictor and test runs default to as many rollouts as the
+        # autoencoder run uses, so --limit shrinks them too.
+        chosen = {"predictor": config.predictor_rollouts, "test": config.test_rollouts}.get(part)
+        return _lunarlander_run(config, part, chosen or _autoencoder_rollouts(config), progress)
+    if config.dataset in TFDS_SOURCES:
+        return tfds_part(config.dataset, part, limit)
+    return idx_split(_IDX_SPLITS[part], config.data_dir, config.dataset)
+
+
 def autoencoder_data(config, progress=True):
     """The autoencoder part of `config.dataset`, cut to `config.limit`.
 
@@ -211,37 +227,15 @@ def autoencoder_data(config, progress=True):
         config: a validated `TrainConfig`.
         progress: show a progress bar while generating.
     """
-    info(config.dataset)
-    if config.dataset == "lunarlander":
-        data = _lunarlander_run(config, "autoencoder", _autoencoder_rollouts(config), progress)
-    elif config.dataset in TFDS_SOURCES:
-        return tfds_part(config.dataset, "autoencoder", config.limit)
-    else:
-        data = idx_split("train", config.data_dir, config.dataset)
+    data = _part(config, "autoencoder", progress, config.limit)
     return data if config.limit is None else data.take(config.limit)
 
 
 def predictor_data(config, progress=True):
-    """Labelled data the embedding predictors train and validate on.
-
-    LunarLander's predictor and test runs default to as many rollouts as the
-    autoencoder run uses (so `--limit` shrinks them too).
-    """
-    info(config.dataset)
-    if config.dataset == "lunarlander":
-        rollouts = config.predictor_rollouts or _autoencoder_rollouts(config)
-        return _lunarlander_run(config, "predictor", rollouts, progress)
-    if config.dataset in TFDS_SOURCES:
-        return tfds_part(config.dataset, "predictor")
-    return idx_split("train", config.data_dir, config.dataset)
+    """Labelled data the embedding predictors train and validate on."""
+    return _part(config, "predictor", progress)
 
 
 def test_data(config, progress=True):
     """Labelled data the chosen predictor is tested on."""
-    info(config.dataset)
-    if config.dataset == "lunarlander":
-        rollouts = config.test_rollouts or _autoencoder_rollouts(config)
-        return _lunarlander_run(config, "test", rollouts, progress)
-    if config.dataset in TFDS_SOURCES:
-        return tfds_part(config.dataset, "test")
-    return idx_split("test", config.data_dir, config.dataset)
+    return _part(config, "test", progress)
