@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from keras_pae.config import DATASETS, NAMED_LOSS_WEIGHTS, TrainConfig
+from keras_pae.config import DATASETS, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig
 from keras_pae.procedures import PROCEDURES
 
 
@@ -42,6 +42,11 @@ def add_train_arguments(parser):
     parser.add_argument("--test-rollouts", type=int, default=None, help="LunarLander rollouts of the test run (default: as many as the autoencoder run uses)")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="LunarLander steps per rollout (default: %(default)s)")
     parser.add_argument("--predictor-epochs", type=int, default=defaults.predictor_epochs, help="max epochs of each embedding predictor; 0 skips them (default: %(default)s)")
+    parser.add_argument(
+        "--predictor-search", default=defaults.predictor_search, choices=PREDICTOR_SEARCHES,
+        help="mlps: the feature-prediction paper's seven MLPs; tuner: the first paper's space with KerasTuner (default: %(default)s)",
+    )
+    parser.add_argument("--predictor-trials", type=int, default=None, help="with --predictor-search tuner: stop after N trials (default: the whole space)")
     parser.add_argument("--nondeterministic", action="store_true", help="allow nondeterministic (possibly faster) TensorFlow ops")
     return parser
 
@@ -68,6 +73,8 @@ def config_from_args(args):
         data_dir=args.data_dir,
         steps=args.steps,
         predictor_epochs=args.predictor_epochs,
+        predictor_search=args.predictor_search,
+        predictor_trials=args.predictor_trials,
         deterministic=not args.nondeterministic,
         out=getattr(args, "out", None),
     )

@@ -13,6 +13,9 @@ from keras_pae.procedures import Procedure, check_image_size
 
 # Keep in step with keras_pae.loss_network.WEIGHT_CHOICES (which imports TensorFlow).
 NAMED_LOSS_WEIGHTS = ("imagenet", "fashion_mnist", "random")
+# "mlps": the feature-prediction paper's seven MLPs; "tuner": the first
+# paper's KerasTuner space (tuning/).
+PREDICTOR_SEARCHES = ("mlps", "tuner")
 
 
 @dataclasses.dataclass
@@ -50,6 +53,10 @@ class TrainConfig:
         steps: LunarLander steps per rollout.
         predictor_epochs: maximum epochs of each embedding predictor (SPEC §5);
             0 skips the evaluation.
+        predictor_search: `"mlps"` (the seven MLPs of the feature-prediction
+            paper) or `"tuner"` (the first paper's space, searched with KerasTuner).
+        predictor_trials: with `"tuner"`, stop after this many trials (None:
+            the whole space).
         deterministic: make TensorFlow ops deterministic (same seed, same losses).
         out: output directory; None picks one under `saved_models/`.
     """
@@ -75,6 +82,8 @@ class TrainConfig:
     steps: int = 150
     data_dir: Optional[str] = None
     predictor_epochs: int = 500
+    predictor_search: str = "mlps"
+    predictor_trials: Optional[int] = None
     deterministic: bool = True
     out: Optional[str] = None
 
@@ -91,13 +100,17 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        for name in ("limit", "patience", "predictor_rollouts", "test_rollouts"):
+        for name in ("limit", "patience", "predictor_rollouts", "test_rollouts", "predictor_trials"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or unset; got {value!r}.")
         if not isinstance(self.predictor_epochs, int) or self.predictor_epochs < 0:
             raise ValueError(
                 f"predictor_epochs must be a non-negative integer (0 skips the predictors); got {self.predictor_epochs!r}."
+            )
+        if self.predictor_search not in PREDICTOR_SEARCHES:
+            raise ValueError(
+                f"Unknown predictor search {self.predictor_search!r}; valid ones are {', '.join(PREDICTOR_SEARCHES)}."
             )
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0 (0 = plain autoencoder); got {self.gamma}.")

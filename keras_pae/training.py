@@ -253,6 +253,7 @@ def _evaluate_predictors(model, config, path, verbose):
         with open(path) as f:
             return json.load(f)
     from keras_pae.evaluation import predictors
+    from tuning import search
 
     dataset = registry.info(config.dataset)
     embedder = model.embedding_model()
@@ -266,16 +267,29 @@ def _evaluate_predictors(model, config, path, verbose):
     split = pipeline.validation_split(len(labelled), labelled.groups, config.validation_fraction)
     embedded = encode(labelled)
     if verbose:
-        print(f"Training {len(predictors.HIDDEN_LAYERS)} predictors on {len(labelled)} embeddings.")
-    result = predictors.evaluate_embeddings(
+        what = "a KerasTuner search of predictors" if config.predictor_search == "tuner" else f"{len(predictors.HIDDEN_LAYERS)} predictors"
+        print(f"Training {what} on {len(labelled)} embeddings.")
+    parts = (
         (embedded[:split], labelled.labels[:split]),
         (embedded[split:], labelled.labels[split:]),
         (encode(test), test.labels),
-        dataset.label_kind,
-        dataset.num_outputs,
-        epochs=config.predictor_epochs,
-        seed=config.seed,
     )
+    # Kept so `python -m tuning.search RUN` can search predictors later.
+    search.save_embeddings(os.path.join(os.path.dirname(path), search.EMBEDDINGS_FILE), *parts, dataset.label_kind, dataset.num_outputs)
+    if config.predictor_search == "tuner":
+        result = search.search_predictors(
+            *parts,
+            dataset.label_kind,
+            dataset.num_outputs,
+            directory=os.path.join(os.path.dirname(path), search.SEARCH_DIR),
+            epochs=config.predictor_epochs,
+            max_trials=config.predictor_trials,
+            seed=config.seed,
+        )
+    else:
+        result = predictors.evaluate_embeddings(
+            *parts, dataset.label_kind, dataset.num_outputs, epochs=config.predictor_epochs, seed=config.seed
+        )
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     return result

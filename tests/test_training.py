@@ -176,6 +176,23 @@ def test_summary_reports_the_predictors(tmp_path):
     assert 0 < predictors["train_examples"] + predictors["validation_examples"] <= 240
 
 
+def test_tuner_predictor_search_picks_lowest_validation_loss_and_keeps_embeddings(tmp_path):
+    from tuning.search import load_embeddings
+
+    config = _config(tmp_path, "tuned", procedure="I-F-FP", predictor_epochs=2, predictor_search="tuner", predictor_trials=4)
+    predictors = train(config, verbose=0)["predictors"]
+    assert predictors["search"] == "tuner"
+    losses = [p["val_loss"] for p in predictors["predictors"]]
+    assert len(losses) == 4
+    assert predictors["chosen"] == predictors["predictors"][int(np.argmin(losses))]["hyperparameters"]
+    assert predictors["test_metric"] == "pixel_error" and predictors["test_value"] > 0
+    train_part, validation, test, label_kind, num_outputs = load_embeddings(str(tmp_path / "tuned"))
+    assert (label_kind, num_outputs) == ("position", 2)
+    assert train_part[0].shape == (predictors["train_examples"], 8)
+    assert validation[0].shape == (predictors["validation_examples"], 8)
+    assert test[0].shape == (predictors["test_examples"], 8) and test[1].shape == (predictors["test_examples"], 2)
+
+
 def test_early_stopping_carries_on_after_resume():
     import keras
 
