@@ -263,6 +263,12 @@ def _evaluate_predictors(model, config, path, verbose):
 
     labelled = registry.predictor_data(config, progress=bool(verbose))
     test = registry.test_data(config, progress=bool(verbose))
+    if labelled.labels is None or test.labels is None:
+        if verbose:
+            print(f"{config.dataset}: the data has no labels (no class subfolders); skipping the predictors.")
+        return None
+    # Image folders: as many outputs as classes found.
+    num_outputs = dataset.num_outputs or int(max(labelled.labels.max(), test.labels.max())) + 1
     split = pipeline.validation_split(len(labelled), labelled.groups, config.validation_fraction)
     embedded = encode(labelled)
     if verbose:
@@ -272,9 +278,10 @@ def _evaluate_predictors(model, config, path, verbose):
         (embedded[split:], labelled.labels[split:]),
         (encode(test), test.labels),
         dataset.label_kind,
-        dataset.num_outputs,
+        num_outputs,
         epochs=config.predictor_epochs,
         seed=config.seed,
+        pixels_per_unit=dataset.pixels_per_unit,
     )
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
