@@ -164,7 +164,7 @@ def caltech101_silhouettes(split, directory):
     return ImageData(np.ascontiguousarray(images), labels.astype(np.int64) - 1)
 
 
-def image_folder(directory, image_size=None, limit=None):
+def image_folder(directory, image_size=None, limit=None, dataset="image folder"):
     """Every PNG / JPEG under `directory`, e.g. the CAE paper's Pokemon set.
 
     Transparent pixels are composited on white; images are RGB. Files directly
@@ -176,10 +176,11 @@ def image_folder(directory, image_size=None, limit=None):
         image_size: resize every image to this square side (bicubic); None
             requires all images to have the same size.
         limit: read only the first `limit` images.
+        dataset: name used in error messages.
     """
     from PIL import Image
 
-    files = image_files(directory)[:limit]
+    files = image_files(directory, dataset=dataset)[:limit]
     images = []
     for path, _ in files:
         with Image.open(path) as image:
@@ -196,12 +197,13 @@ def image_folder(directory, image_size=None, limit=None):
     return ImageData(np.stack(images), labels)
 
 
-def image_files(directory, required=True):
+def image_files(directory, required=True, dataset="image folder"):
     """(path, label) of every image of an image folder, sorted; label None without class subfolders.
 
     Args:
         directory: the folder.
         required: raise FileNotFoundError when it holds no images.
+        dataset: name used in error messages.
     """
     classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and _images_in(e.path))
     if classes:
@@ -210,7 +212,7 @@ def image_files(directory, required=True):
         files = [(p, None) for p in _images_in(directory)]
     if required and not files:
         raise FileNotFoundError(
-            f"{directory} holds no {'/'.join(IMAGE_SUFFIXES)} images; --data-dir must be a folder of "
+            f"{dataset}: {directory} holds no {'/'.join(IMAGE_SUFFIXES)} images; --data-dir must be a folder of "
             "images, optionally in one subfolder per class."
         )
     return files

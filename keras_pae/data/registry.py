@@ -177,7 +177,7 @@ def _folder(test):
     # Every fifth image (in sorted order) is held out for testing, so class
     # subfolders are spread over both parts.
     def read(directory, limit):
-        data = local_files.image_folder(directory, image_size=POKEMON_SIDE)
+        data = local_files.image_folder(directory, image_size=POKEMON_SIDE, dataset="pokemon")
         held_out = np.arange(len(data)) % 5 == 4
         return data.select(held_out if test else ~held_out)
 
@@ -224,6 +224,11 @@ def _celeb_a(label):
         "celeb_a", "train[:10000]", "train[:10000]", "test[-2000:]", "drive.google.com",
         label=label, prepare=_celeb_a_images,
     )
+
+
+def _first_channel(images):
+    # Omniglot's three channels are equal: keep one (a third of the memory).
+    return images[..., :1]
 
 
 _GREY_28 = (28, 28)
@@ -275,7 +280,7 @@ REGISTRY = {
         DatasetInfo("omniglot", "class", 50, image_size=112, native_size=(_OMNIGLOT_SIDE, _OMNIGLOT_SIDE)),
         TfdsSource(
             "omniglot", "train[:80%]", "train[:80%]", "train[80%:]", "github.com", label="alphabet",
-            prepare=lambda images: images[..., :1],  # the three channels are equal
+            prepare=_first_channel,
         ),
         None,
         (15424, 15424, 3856),
@@ -410,9 +415,12 @@ def tfds_part(dataset, part, limit=None):
     if limit is not None:
         ds = ds.take(limit)
     label = source.label
-    keep = (lambda f: f) if callable(label) else (lambda f: f[label])  # noqa: E731
-    prepare = source.prepare or (lambda images: images)  # noqa: E731
-    ds = ds.batch(1024).map(lambda f: (prepare(f["image"]), keep(f)))
+
+    def image_and_label(features):
+        images = features["image"] if source.prepare is None else source.prepare(features["image"])
+        return images, features if callable(label) else features[label]
+
+    ds = ds.batch(1024).map(image_and_label)
     images, labels = [], []
     for x, features in tfds.as_numpy(ds):
         images.append(x)
