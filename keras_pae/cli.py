@@ -35,8 +35,13 @@ def add_train_arguments(parser):
     parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default: %(default)s)")
     parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="data generation seed (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N autoencoder images (quick runs)")
-    parser.add_argument("--image-size", type=int, default=None, help="image side the models see, 64+16n (default: the dataset's, 96 for stl10, else 64)")
-    parser.add_argument("--data-dir", default=None, help="folder with the dataset's local files (e.g. IDX .gz for fashion_mnist)")
+    parser.add_argument("--image-size", type=int, default=None, help="image side the models see, 64+16n (default: the dataset's: 96 for stl10 and celeb_a, 112 for omniglot, 128 for pokemon, else 64)")
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="folder with the dataset's local files instead of tensorflow-datasets (IDX .gz, SVHN .mat, stl10_binary/, "
+        "cifar-10-batches-py/, caltech101_silhouettes_28_split1.mat, an image folder); "
+        "`python -m keras_pae.data NAME --info` lists them",
+    )
     parser.add_argument("--rollouts", type=int, default=defaults.rollouts, help="LunarLander rollouts of the autoencoder run (default: %(default)s)")
     parser.add_argument("--predictor-rollouts", type=int, default=None, help="LunarLander rollouts of the predictor run (default: as many as the autoencoder run uses)")
     parser.add_argument("--test-rollouts", type=int, default=None, help="LunarLander rollouts of the test run (default: as many as the autoencoder run uses)")

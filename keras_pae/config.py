@@ -42,14 +42,16 @@ class TrainConfig:
             so repetitions train on the same collection.
         limit: use only the first `limit` autoencoder images (quick runs).
         image_size: side of the square images the models see (64 + 16n);
-            None uses the dataset's (96 for STL-10, 64 otherwise).
+            None uses the dataset's (`DatasetInfo.image_size`).
         validation_fraction: trailing fraction of the data used for validation.
         patience: early-stopping patience; None means max(10, epochs / 20).
         rollouts: LunarLander rollouts of the autoencoder run.
         predictor_rollouts: LunarLander rollouts of the predictor run (None: as
             many as the autoencoder run uses, so `limit` shrinks it too).
         test_rollouts: LunarLander rollouts of the test run (None: likewise).
-        data_dir: folder with a dataset's local files (IDX .gz, ...).
+        data_dir: folder with a dataset's local files (IDX .gz, SVHN .mat,
+            STL-10 .bin, ...); None uses tensorflow-datasets (or Debian's
+            Fashion-MNIST folder).
         steps: LunarLander steps per rollout.
         predictor_epochs: maximum epochs of each embedding predictor (SPEC §5);
             0 skips the evaluation.

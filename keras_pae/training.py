@@ -264,6 +264,12 @@ def _evaluate_predictors(model, config, path, verbose):
 
     labelled = registry.predictor_data(config, progress=bool(verbose))
     test = registry.test_data(config, progress=bool(verbose))
+    if labelled.labels is None or test.labels is None:
+        if verbose:
+            print(f"{config.dataset}: the data has no labels (no class subfolders); skipping the predictors.")
+        return None
+    # Image folders: as many outputs as classes found.
+    num_outputs = dataset.num_outputs or int(max(labelled.labels.max(), test.labels.max())) + 1
     split = pipeline.validation_split(len(labelled), labelled.groups, config.validation_fraction)
     embedded = encode(labelled)
     if verbose:
@@ -275,21 +281,19 @@ def _evaluate_predictors(model, config, path, verbose):
         (encode(test), test.labels),
     )
     # Kept so `python -m tuning.search RUN` can search predictors later.
-    search.save_embeddings(os.path.join(os.path.dirname(path), search.EMBEDDINGS_FILE), *parts, dataset.label_kind, dataset.num_outputs)
+    problem = dict(label_kind=dataset.label_kind, num_outputs=num_outputs, pixels_per_unit=dataset.pixels_per_unit)
+    search.save_embeddings(os.path.join(os.path.dirname(path), search.EMBEDDINGS_FILE), *parts, **problem)
     if config.predictor_search == "tuner":
         result = search.search_predictors(
             *parts,
-            dataset.label_kind,
-            dataset.num_outputs,
+            **problem,
             directory=os.path.join(os.path.dirname(path), search.SEARCH_DIR),
             epochs=config.predictor_epochs,
             max_trials=config.predictor_trials,
             seed=config.seed,
         )
     else:
-        result = predictors.evaluate_embeddings(
-            *parts, dataset.label_kind, dataset.num_outputs, epochs=config.predictor_epochs, seed=config.seed
-        )
+        result = predictors.evaluate_embeddings(*parts, **problem, epochs=config.predictor_epochs, seed=config.seed)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     return result

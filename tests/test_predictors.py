@@ -38,3 +38,14 @@ def test_selection_picks_lowest_validation_loss():
     assert result["chosen"] == result["predictors"][int(np.argmin(losses))]["hidden"]
     assert result["chosen"] != []  # the linear model cannot fit sin / products
     assert result["test_metric"] == "pixel_error" and result["test_value"] > 0
+
+
+def test_landmark_error_averages_points_and_attribute_accuracy():
+    true = np.zeros((2, 4))
+    # Two (x, y) points per row: distances 0.5, 0, 0 and 1.0, averaged over the four points.
+    predicted = np.array([[0.3, 0.4, 0.0, 0.0], [0.0, 0.0, 0.6, 0.8]])
+    assert predictors.position_error_pixels(predicted, true, pixels_per_unit=96) == pytest.approx(96 * 1.5 / 4)
+    attributes = np.array([[1, 0, 1], [0, 0, 1]])
+    outputs = np.array([[0.9, 0.2, 0.4], [0.1, 0.7, 0.8]])
+    assert predictors.attribute_accuracy(outputs, attributes) == pytest.approx(4 / 6)
+    assert predictors.test_metric("attributes") == ("attribute_accuracy", False)

@@ -71,3 +71,46 @@ def test_train_runs_on_svhn(tmp_path):
     assert summary["image_shape"] == [64, 64, 3]
     assert summary["predictors"]["test_metric"] == "accuracy"
     assert 0.0 <= summary["predictors"]["test_value"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "dataset, native, channels, model_side, label_shape",
+    [
+        ("mnist", 28, 1, 64, ()),
+        ("cifar10", 32, 3, 64, ()),
+        ("omniglot", 105, 1, 112, ()),
+        ("celeb_a", 96, 3, 96, (40,)),
+        ("celeb_a_landmarks", 96, 3, 96, (10,)),
+    ],
+)
+def test_other_papers_datasets_parts(dataset, native, channels, model_side, label_shape):
+    config = TrainConfig(dataset=dataset, limit=4).validate()
+    info = registry.info(dataset)
+    assert config.image_size == model_side and info.native_size == (native, native)
+    with tfds.testing.mock_data(num_examples=6):
+        auto = registry.autoencoder_data(config)
+        test = registry.test_data(config)
+    assert len(auto) == 4 and len(test) == 6
+    for data in (auto, test):
+        assert data.images.shape[1:] == (native, native, channels) and data.images.dtype == np.uint8
+        assert data.labels.shape[1:] == label_shape
+    if info.label_kind == "class":
+        assert test.labels.dtype == np.int64 and 0 <= test.labels.min() and test.labels.max() < info.num_outputs
+    elif info.label_kind == "attributes":
+        assert set(np.unique(test.labels)) <= {0.0, 1.0} and info.num_outputs == 40
+    else:
+        assert info.label_kind == "position" and info.num_outputs == 10 and info.pixels_per_unit == 96
+    batch = next(iter(pipeline.image_dataset(test.images, 6, image_size=model_side, fit=info.fit))).numpy()
+    assert batch.shape == (6, model_side, model_side, 3) and 0.0 <= batch.min() and batch.max() <= 1.0
+    if channels == 1:  # grey images are repeated over the three channels
+        np.testing.assert_array_equal(batch[..., 0], batch[..., 2])
+
+
+def test_celeb_a_landmarks_follow_the_crop():
+    with tfds.testing.mock_data(num_examples=3):
+        data = registry.tfds_part("celeb_a_landmarks", "test")
+        raw = next(iter(tfds.as_numpy(tfds.load("celeb_a", split="test[-2000:]").batch(3))))
+    x = raw["landmarks"]["nose_x"] / 178
+    y = (raw["landmarks"]["nose_y"] - 20) / 178  # the 178x178 crop starts 20 rows down
+    np.testing.assert_allclose(data.labels[:, 4], x, rtol=1e-6)
+    np.testing.assert_allclose(data.labels[:, 5], y, rtol=1e-6)

@@ -186,8 +186,8 @@ def test_tuner_predictor_search_picks_lowest_validation_loss_and_keeps_embedding
     assert len(losses) == 4
     assert predictors["chosen"] == predictors["predictors"][int(np.argmin(losses))]["hyperparameters"]
     assert predictors["test_metric"] == "pixel_error" and predictors["test_value"] > 0
-    train_part, validation, test, label_kind, num_outputs = load_embeddings(str(tmp_path / "tuned"))
-    assert (label_kind, num_outputs) == ("position", 2)
+    train_part, validation, test, problem = load_embeddings(str(tmp_path / "tuned"))
+    assert (problem["label_kind"], problem["num_outputs"]) == ("position", 2)
     assert train_part[0].shape == (predictors["train_examples"], 8)
     assert validation[0].shape == (predictors["validation_examples"], 8)
     assert test[0].shape == (predictors["test_examples"], 8) and test[1].shape == (predictors["test_examples"], 2)

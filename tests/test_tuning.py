@@ -62,9 +62,9 @@ def test_search_picks_lowest_validation_loss_resumes_and_beats_chance(tmp_path):
 
 def test_embeddings_round_trip(tmp_path):
     parts = [toy_embeddings(n, seed) for n, seed in ((5, 0), (4, 1), (3, 2))]
-    save_embeddings(str(tmp_path / "embeddings.npz"), *parts, "class", 3)
-    *loaded, label_kind, num_outputs = load_embeddings(str(tmp_path))
-    assert (label_kind, num_outputs) == ("class", 3)
+    save_embeddings(str(tmp_path / "embeddings.npz"), *parts, "class", 3, 32.0)
+    *loaded, problem = load_embeddings(str(tmp_path))
+    assert problem == {"label_kind": "class", "num_outputs": 3, "pixels_per_unit": 32.0}
     for (x, y), (lx, ly) in zip(parts, loaded):
         np.testing.assert_array_equal(x, lx)
         np.testing.assert_array_equal(y, ly)

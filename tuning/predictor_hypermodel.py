@@ -29,8 +29,8 @@ class PredictorHyperModel(keras_tuner.HyperModel):
     Args:
         input_dim: embedding size (z).
         num_outputs: 2 for positions, the number of classes otherwise.
-        label_kind: `"position"` (linear output only) or `"class"` (linear
-            or softmax output).
+        label_kind: `"class"` (linear or softmax output), `"position"` or
+            `"attributes"` (linear output).
         batch_size: examples per step (the papers: 512).
         patience: early-stopping patience in epochs; the best-validation
             weights are kept.
@@ -38,8 +38,8 @@ class PredictorHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, input_dim, num_outputs, label_kind, batch_size=512, patience=10, **kwargs):
         super().__init__(**kwargs)
-        if label_kind not in ("position", "class"):
-            raise ValueError(f"label_kind must be 'position' or 'class'; got {label_kind!r}.")
+        if label_kind not in ("position", "class", "attributes"):
+            raise ValueError(f"label_kind must be 'position', 'class' or 'attributes'; got {label_kind!r}.")
         self.input_dim = input_dim
         self.num_outputs = num_outputs
         self.label_kind = label_kind

@@ -19,20 +19,25 @@ SEARCH_DIR = "predictor_search"
 RESULT_FILE = "predictor_search.json"
 
 
-def save_embeddings(path, train, validation, test, label_kind, num_outputs):
-    """Writes `(embeddings, labels)` of the three parts for later searches."""
+def save_embeddings(path, train, validation, test, label_kind, num_outputs, pixels_per_unit):
+    """Writes `(embeddings, labels)` of the three parts and the problem for later searches."""
     import numpy as np
 
     arrays = {}
     for name, (x, y) in (("train", train), ("validation", validation), ("test", test)):
         arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
     tmp = path + ".tmp.npz"
-    np.savez(tmp, label_kind=label_kind, num_outputs=num_outputs, **arrays)
+    np.savez(tmp, label_kind=label_kind, num_outputs=num_outputs, pixels_per_unit=np.nan if pixels_per_unit is None else pixels_per_unit, **arrays)
     os.replace(tmp, path)
 
 
 def load_embeddings(path):
-    """Reads what `save_embeddings` wrote: (train, validation, test, label_kind, num_outputs)."""
+    """Reads what `save_embeddings` wrote.
+
+    Returns:
+        `(train, validation, test, problem)`: three `(embeddings, labels)`
+        pairs and a dict with `label_kind`, `num_outputs`, `pixels_per_unit`.
+    """
     import numpy as np
 
     if os.path.isdir(path):
@@ -43,7 +48,12 @@ def load_embeddings(path):
         )
     with np.load(path) as f:
         parts = tuple((f[f"{name}_x"], f[f"{name}_y"]) for name in ("train", "validation", "test"))
-        return (*parts, str(f["label_kind"]), int(f["num_outputs"]))
+        problem = {
+            "label_kind": str(f["label_kind"]),
+            "num_outputs": int(f["num_outputs"]),
+            "pixels_per_unit": None if np.isnan(f["pixels_per_unit"]) else float(f["pixels_per_unit"]),
+        }
+    return (*parts, problem)
 
 
 def search_predictors(
@@ -53,6 +63,7 @@ def search_predictors(
     label_kind,
     num_outputs,
     directory,
+    pixels_per_unit=None,
     epochs=500,
     max_trials=None,
     batch_size=512,
@@ -64,9 +75,10 @@ def search_predictors(
 
     Args:
         train, validation, test: `(embeddings, labels)` pairs.
-        label_kind: `"position"` or `"class"`.
-        num_outputs: 2 or the number of classes.
+        label_kind: `"position"`, `"class"` or `"attributes"`.
+        num_outputs: coordinates, classes or attributes.
         directory: the KerasTuner project folder; an existing one is resumed.
+        pixels_per_unit: scale of the pixel error for positions (None: LunarLander's).
         epochs: maximum epochs per trial (early stopping with patience
             max(10, epochs / 20) keeps the best-validation weights).
         max_trials: stop after this many trials; None searches the whole space.
@@ -115,10 +127,7 @@ def search_predictors(
     best_model = tuner.get_best_models(1)[0]
     predicted = best_model.predict(test_x, batch_size=4096, verbose=0)
     name, lower_is_better = predictors.test_metric(label_kind)
-    if label_kind == "position":
-        value = predictors.position_error_pixels(predicted, test_y)
-    else:
-        value = predictors.accuracy(predicted, test_y)
+    value = predictors.score(predicted, test_y, label_kind, pixels_per_unit or predictors.lunarlander.PIXELS_PER_UNIT)
     return {
         "search": "tuner",
         "predictors": results,
@@ -151,11 +160,10 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run_dir = args.run if os.path.isdir(args.run) else os.path.dirname(os.path.abspath(args.run))
     try:
-        *parts, label_kind, num_outputs = load_embeddings(args.run)
+        *parts, problem = load_embeddings(args.run)
         result = search_predictors(
             *parts,
-            label_kind,
-            num_outputs,
+            **problem,
             directory=args.out or os.path.join(run_dir, SEARCH_DIR),
             epochs=args.epochs,
             max_trials=args.max_trials,

@@ -1,8 +1,10 @@
-"""Generate and cache data sets: `python -m keras_pae.data <dataset> [options]`.
+"""Generate, load or describe data sets: `python -m keras_pae.data <dataset> [--info] [options]`.
 
 Each data set is one subcommand, added by a function in `SUBCOMMANDS` that
 builds its parser and sets `run` to the function doing the work. Data modules
-are imported inside those functions so `--help` stays instant.
+are imported inside those functions so `--help` stays instant. `--info`
+prints the parts, their sizes and where they would come from, without
+downloading or generating anything.
 """
 
 import argparse
@@ -58,7 +60,15 @@ def _add_lunarlander(subparsers):
         help=f"comma-separated runs, from {', '.join(lunarlander.RUNS)}",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_info(parser)
     parser.set_defaults(run=_run_lunarlander)
+
+
+def _add_info(parser):
+    parser.add_argument(
+        "--info", action="store_true",
+        help="print the parts, their sizes and where they would come from, then exit (downloads nothing)",
+    )
 
 
 def _runs(text):
@@ -74,7 +84,11 @@ def _runs(text):
 
 
 def _run_lunarlander(args):
-    from keras_pae.data import lunarlander
+    from keras_pae.data import lunarlander, registry
+
+    if args.info:
+        print(registry.describe("lunarlander"))
+        return 0
 
     # argparse applies `type` to a string default too, so args.runs is always a list.
     for run in args.runs:
@@ -95,8 +109,46 @@ def _run_lunarlander(args):
     return 0
 
 
-# One function per data set; another data set is another function appended here.
-SUBCOMMANDS = (_add_lunarlander,)
+def _add_registry_datasets(subparsers):
+    """One subcommand per registry data set read from TFDS or local files."""
+    from keras_pae.data.registry import DATASETS, REGISTRY
+
+    for name in DATASETS:
+        if name == "lunarlander":
+            continue
+        entry = REGISTRY[name]
+        source = " or ".join(
+            ([f"tensorflow-datasets '{entry.tfds.name}'"] if entry.tfds else [])
+            + (["local files (--data-dir)"] if entry.local else [])
+        )
+        parser = subparsers.add_parser(
+            name,
+            help=f"from {source}",
+            description=f"Load {name}'s three parts (downloading through TFDS if needed) and report their size.",
+        )
+        _add_info(parser)
+        parser.add_argument("--data-dir", default=None, help="folder with the data set's local files")
+        parser.add_argument("--limit", type=_positive_int, default=None, help="read at most N examples per part")
+        parser.set_defaults(run=_run_registry_dataset)
+
+
+def _run_registry_dataset(args):
+    from keras_pae.data import registry
+
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise FileNotFoundError(f"--data-dir {args.data_dir!r} is not a directory.")
+    if args.info:
+        print(registry.describe(args.dataset, args.data_dir))
+        return 0
+    for part in registry.PARTS:
+        data = registry.load_part(args.dataset, part, args.data_dir, args.limit)
+        labels = "unlabelled" if data.labels is None else f"labels {data.labels.shape[1:] or 'class index'}"
+        print(f"{part}: {len(data)} images of {'x'.join(map(str, data.images.shape[1:]))} uint8, {labels}")
+    return 0
+
+
+# One function per data set (or family); another is another function appended here.
+SUBCOMMANDS = (_add_lunarlander, _add_registry_datasets)
 
 
 def build_parser():

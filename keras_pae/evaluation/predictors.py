@@ -38,16 +38,25 @@ def predictor_mlp(input_dim, hidden, num_outputs, seed=None):
 
 
 def targets(labels, label_kind, num_outputs):
-    """Regression targets: positions as they are, classes one-hot (the authors' MSE)."""
+    """Regression targets: positions and 0/1 attributes as they are, classes one-hot (the authors' MSE)."""
     if label_kind == "class":
         return keras.utils.to_categorical(labels, num_outputs).astype(np.float32)
     return np.asarray(labels, np.float32)
 
 
-def position_error_pixels(predicted, positions):
-    """Mean Euclidean distance in pixels of the 64x64 image (SPEC §5)."""
-    distance = np.linalg.norm(np.asarray(predicted) - np.asarray(positions), axis=-1)
-    return float(lunarlander.PIXELS_PER_UNIT * distance.mean())
+def position_error_pixels(predicted, positions, pixels_per_unit=lunarlander.PIXELS_PER_UNIT):
+    """Mean Euclidean distance in pixels of the 64x64 image (SPEC §5).
+
+    Rows of 2k coordinates are k (x, y) points (CelebA's 5 landmarks); the
+    mean is over every point.
+
+    Args:
+        predicted, positions: arrays (N, 2k).
+        pixels_per_unit: pixels per coordinate unit (LunarLander: 32).
+    """
+    difference = np.asarray(predicted, np.float64) - np.asarray(positions, np.float64)
+    distance = np.linalg.norm(difference.reshape(len(difference), -1, 2), axis=-1)
+    return float(pixels_per_unit * distance.mean())
 
 
 def accuracy(predicted, labels):
@@ -55,9 +64,26 @@ def accuracy(predicted, labels):
     return float(np.mean(np.argmax(predicted, axis=-1) == np.asarray(labels)))
 
 
+def attribute_accuracy(predicted, attributes):
+    """Share of (example, attribute) pairs where the output is on the label's side of 0.5."""
+    return float(np.mean((np.asarray(predicted) > 0.5) == (np.asarray(attributes) > 0.5)))
+
+
 def test_metric(label_kind):
     """(name, lower_is_better) of the test metric for a label kind."""
-    return ("pixel_error", True) if label_kind == "position" else ("accuracy", False)
+    return {
+        "position": ("pixel_error", True),
+        "attributes": ("attribute_accuracy", False),
+    }.get(label_kind, ("accuracy", False))
+
+
+def score(predicted, labels, label_kind, pixels_per_unit=lunarlander.PIXELS_PER_UNIT):
+    """The test metric of `test_metric(label_kind)` for predictions."""
+    if label_kind == "position":
+        return position_error_pixels(predicted, labels, pixels_per_unit)
+    if label_kind == "attributes":
+        return attribute_accuracy(predicted, labels)
+    return accuracy(predicted, labels)
 
 
 def evaluate_embeddings(
@@ -72,19 +98,22 @@ def evaluate_embeddings(
     learning_rate=1e-3,
     seed=0,
     verbose=0,
+    pixels_per_unit=lunarlander.PIXELS_PER_UNIT,
 ):
     """Trains every predictor, picks the lowest validation loss, tests it.
 
     Args:
         train, validation, test: `(embeddings, labels)` pairs.
-        label_kind: `"position"` or `"class"`.
-        num_outputs: 2 or the number of classes.
+        label_kind: `"position"`, `"class"` or `"attributes"` (k binary
+            labels, regressed with MSE like the one-hot classes).
+        num_outputs: coordinates, classes or attributes.
         hidden_layers: architectures to try.
         epochs: maximum epochs per predictor.
         batch_size: examples per step.
         learning_rate: Adam's learning rate.
         seed: seeds initialisation and shuffling.
         verbose: `fit`'s verbosity.
+        pixels_per_unit: scale of the pixel error for positions.
 
     Returns:
         A dict: every predictor's best validation loss and epochs, the chosen
@@ -120,7 +149,7 @@ def evaluate_embeddings(
     chosen = int(np.argmin([r["val_loss"] for r in results]))
     predicted = models[chosen].predict(test_x, batch_size=4096, verbose=0)
     name, lower_is_better = test_metric(label_kind)
-    value = position_error_pixels(predicted, test_y) if label_kind == "position" else accuracy(predicted, test_y)
+    value = score(predicted, test_y, label_kind, pixels_per_unit)
     return {
         "predictors": results,
         "chosen": results[chosen]["hidden"],
