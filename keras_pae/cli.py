@@ -15,13 +15,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_train_arguments(parser):
-    """Adds the flags of one training run (shared with the experiment grid)."""
+def add_train_arguments(parser, grid_axes=True):
+    """Adds the flags of one training run (shared with the experiment grid).
+
+    Args:
+        parser: the `ArgumentParser` to extend.
+        grid_axes: add `--procedure`, `--z-dim` and `--gamma`, which the
+            experiment grid replaces with lists of its own.
+    """
     defaults = TrainConfig()
     parser.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(DATASETS)} (default: %(default)s)")
-    parser.add_argument("--procedure", default=defaults.procedure, help=f"one of {', '.join(PROCEDURES)} (default: %(default)s)")
-    parser.add_argument("--z-dim", type=int, default=defaults.z_dim, help="latent size (default: %(default)s)")
-    parser.add_argument("--gamma", type=float, default=defaults.gamma, help="KL weight, 0 = plain autoencoder (default: %(default)s)")
+    if grid_axes:
+        parser.add_argument("--procedure", default=defaults.procedure, help=f"one of {', '.join(PROCEDURES)} (default: %(default)s)")
+        parser.add_argument("--z-dim", type=int, default=defaults.z_dim, help="latent size (default: %(default)s)")
+        parser.add_argument("--gamma", type=float, default=defaults.gamma, help="KL weight, 0 = plain autoencoder (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
@@ -57,11 +64,12 @@ def add_train_arguments(parser):
 
 
 def config_from_args(args):
+    defaults = TrainConfig()
     return TrainConfig(
         dataset=args.dataset,
-        procedure=args.procedure,
-        z_dim=args.z_dim,
-        gamma=args.gamma,
+        procedure=getattr(args, "procedure", defaults.procedure),
+        z_dim=getattr(args, "z_dim", defaults.z_dim),
+        gamma=getattr(args, "gamma", defaults.gamma),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

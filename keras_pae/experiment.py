@@ -1,0 +1,399 @@
+"""The experiment grid: every (procedure, z, gamma, repetition), resumable, on one or many machines.
+
+    python -m keras_pae.experiment --dataset lunarlander --procedures all \\
+        --z-dims 64,128,256 --gammas 0 --repetitions 4 --out DIR [train.py flags]
+
+Feature-prediction paper, Section VI and Table I (SPEC §4, §7). Each grid
+point is one `train.py` run in `DIR/runs/<name>/`; repetition r trains with
+seed `--seed + r` on the same data. The grid is a KerasTuner `GridSearch`
+oracle whose trials are the points, so KerasTuner's chief/worker mode spreads
+it over machines (see the README): set `KERASTUNER_TUNER_ID` (`chief`,
+`tuner0`, `tuner1`, ...), `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT`
+and start the same command everywhere. A rerun skips finished points and
+resumes interrupted ones. At the end (single process, or the chief), the
+runs are collected into `DIR/results.csv`, `DIR/report.md` and plots.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+
+from keras_pae.cli import OneLineParser, add_train_arguments, config_from_args
+from keras_pae.procedures import PROCEDURES, Procedure
+
+RUNS_DIR = "runs"
+TUNER_PROJECT = "grid"
+RESULTS_FILE = "results.csv"
+REPORT_FILE = "report.md"
+TIME_PLOT = "metric_vs_training_time.png"
+RECONSTRUCTION_PLOT = "reconstructions.png"
+# One line per training actually started (not per reused run): which tuner ran which point.
+TRAINING_LOG = "trainings.log"
+
+
+@dataclasses.dataclass
+class Grid:
+    """The grid's axes; every combination is one run.
+
+    Args:
+        procedures: procedure names.
+        z_dims: latent sizes.
+        gammas: KL weights (0 = plain autoencoder).
+        repetitions: runs per point, seeds `seed + r`.
+    """
+
+    procedures: tuple
+    z_dims: tuple
+    gammas: tuple
+    repetitions: int
+
+    def hyperparameters(self):
+        import keras_tuner
+
+        hp = keras_tuner.HyperParameters()
+        hp.Choice("procedure", list(self.procedures))
+        hp.Choice("z_dim", list(self.z_dims))
+        hp.Choice("gamma", list(self.gammas))
+        hp.Choice("repetition", list(range(self.repetitions)))
+        return hp
+
+    def __len__(self):
+        return len(self.procedures) * len(self.z_dims) * len(self.gammas) * self.repetitions
+
+
+def point_config(base, values):
+    """The `TrainConfig` of one grid point (`values`: the trial's hyperparameters)."""
+    config = dataclasses.replace(
+        base,
+        procedure=values["procedure"],
+        z_dim=int(values["z_dim"]),
+        gamma=float(values["gamma"]),
+        seed=base.seed + int(values["repetition"]),
+        out=None,
+    )
+    return config
+
+
+def run_dir(out, config):
+    return os.path.join(out, RUNS_DIR, config.run_name)
+
+
+def run_point(config, out, tuner_id="local", verbose=0):
+    """Trains one grid point unless it is finished; resumes it if interrupted.
+
+    Returns:
+        `(summary, trained)`: the run's summary and whether this call trained.
+    """
+    from keras_pae import training
+
+    directory = run_dir(out, config)
+    config = dataclasses.replace(config, out=directory)
+    summary_path = os.path.join(directory, "summary.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            return json.load(f), False
+    resume = os.path.isdir(directory + training.INCOMPLETE_SUFFIX)
+    with open(os.path.join(out, TRAINING_LOG), "a") as f:
+        f.write(f"{tuner_id} {config.run_name}\n")
+    return training.train(config, resume=resume, verbose=verbose), True
+
+
+def _objective(summary):
+    """What the oracle records: the chosen predictor's validation loss, else the autoencoder's."""
+    predictors = summary.get("predictors")
+    if predictors:
+        return min(p["val_loss"] for p in predictors["predictors"])
+    return summary["best_val_loss"]
+
+
+def _grid_tuner(base, grid, out, verbose):
+    import keras_tuner
+
+    class GridTuner(keras_tuner.engine.base_tuner.BaseTuner):
+        """Runs a grid point per trial; KerasTuner hands the points out."""
+
+        trained = 0
+
+        def run_trial(self, trial, *args, **kwargs):
+            config = point_config(base, trial.hyperparameters.values)
+            if verbose:
+                print(f"[{self.tuner_id}] {config.run_name}")
+            summary, trained = run_point(config, out, self.tuner_id, "auto" if verbose else 0)
+            GridTuner.trained += int(trained)
+            return {"predictor_val_loss": _objective(summary)}
+
+    oracle = keras_tuner.oracles.GridSearchOracle(
+        objective=keras_tuner.Objective("predictor_val_loss", "min"),
+        hyperparameters=grid.hyperparameters(),
+        allow_new_entries=False,
+        tune_new_entries=False,
+        # A failing point is a bug to see, not something to retry blindly.
+        max_consecutive_failed_trials=1,
+    )
+    return GridTuner(oracle, directory=out, project_name=TUNER_PROJECT)
+
+
+def run_grid(base, grid, out, verbose=1):
+    """Runs every missing point of `grid` with `base`'s other settings, then the report.
+
+    Args:
+        base: a validated `TrainConfig` (its procedure, z, gamma and seed are
+            overridden per point; `seed` is the first repetition's).
+        grid: the `Grid`.
+        out: the experiment folder.
+        verbose: 0 silent, 1 one line per point plus `fit`'s per-epoch lines.
+
+    Returns:
+        A dict: points trained by this process, and the report's rows (None
+        on a worker, which leaves the report to the chief).
+    """
+    from keras_tuner.src.distribute import utils as distribute
+
+    os.makedirs(os.path.join(out, RUNS_DIR), exist_ok=True)
+    _check_same_experiment(base, grid, out)
+    tuner = _grid_tuner(base, grid, out, verbose)
+    tuner.search()
+    if distribute.has_chief_oracle() and not distribute.is_chief_oracle():
+        return {"trained": tuner.trained, "rows": None}
+    rows = collect(base, grid, out)
+    write_results(rows, os.path.join(out, RESULTS_FILE))
+    with open(os.path.join(out, REPORT_FILE), "w") as f:
+        f.write(report_markdown(rows))
+    plot_metric_vs_time(rows, os.path.join(out, TIME_PLOT))
+    plot_reconstructions(rows, base, os.path.join(out, RECONSTRUCTION_PLOT))
+    if verbose:
+        print(f"{tuner.trained} of {len(grid)} runs trained now; wrote {os.path.join(out, REPORT_FILE)}")
+    return {"trained": tuner.trained, "rows": rows}
+
+
+def _check_same_experiment(base, grid, out):
+    """Refuses to mix runs of different settings in one folder."""
+    path = os.path.join(out, "experiment.json")
+    settings = {"base": dataclasses.replace(base, out=None).to_dict(), "grid": dataclasses.asdict(grid)}
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as on disk
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        differing = sorted(
+            k for part in ("base", "grid") for k in settings[part] if saved[part].get(k) != settings[part][k]
+        )
+        if differing:
+            raise ValueError(
+                f"{out} holds an experiment with different {', '.join(differing)}; "
+                "use the same flags or another --out."
+            )
+    else:
+        with open(path, "w") as f:
+            json.dump(settings, f, indent=2)
+
+
+def collect(base, grid, out):
+    """One row per finished run of the grid, in grid order."""
+    rows = []
+    for procedure in grid.procedures:
+        for z_dim in grid.z_dims:
+            for gamma in grid.gammas:
+                for repetition in range(grid.repetitions):
+                    values = dict(procedure=procedure, z_dim=z_dim, gamma=gamma, repetition=repetition)
+                    config = point_config(base, values)
+                    path = os.path.join(run_dir(out, config), "summary.json")
+                    if not os.path.isfile(path):
+                        continue
+                    with open(path) as f:
+                        summary = json.load(f)
+                    seconds = [s for s in summary["seconds_per_epoch"] if s is not None]
+                    predictors = summary.get("predictors") or {}
+                    rows.append(
+                        {
+                            **values,
+                            "seed": config.seed,
+                            "epochs_run": summary["epochs_run"],
+                            "best_epoch": summary["best_epoch"],
+                            "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else float("nan"),
+                            "train_seconds": sum(seconds),
+                            "best_val_loss": summary["best_val_loss"],
+                            "test_metric": predictors.get("test_metric", ""),
+                            "test_value": predictors.get("test_value", float("nan")),
+                            "chosen_predictor": json.dumps(predictors.get("chosen")),
+                            "run": os.path.relpath(run_dir(out, config), out),
+                        }
+                    )
+    return rows
+
+
+def write_results(rows, path):
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mean_std(values):
+    """`(mean, sample std)`; the std is None for fewer than two values."""
+    import numpy as np
+
+    values = np.asarray(values, float)
+    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
+
+
+def _cell(values, digits):
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def report_markdown(rows):
+    """Table I of the feature-prediction paper: mean ± sample std per procedure and z, and time per epoch."""
+    if not rows:
+        return "# Experiment report\n\nNo finished runs yet.\n"
+    metric = rows[0]["test_metric"] or "best_val_loss"
+    key = "test_value" if rows[0]["test_metric"] else "best_val_loss"
+    unit = " (pixels, lower is better)" if metric == "pixel_error" else ""
+    digits = 2 if metric == "pixel_error" else 4
+    z_dims = sorted({r["z_dim"] for r in rows})
+    lines = ["# Experiment report", ""]
+    for gamma in sorted({r["gamma"] for r in rows}):
+        for title, field, places in ((f"Test {metric}{unit}", key, digits), ("Training seconds per epoch", "seconds_per_epoch", 1)):
+            lines += [f"## {title}, gamma = {gamma:g}", "", "| procedure | " + " | ".join(f"z = {z}" for z in z_dims) + " |"]
+            lines.append("|---|" + "---|" * len(z_dims))
+            for procedure in dict.fromkeys(r["procedure"] for r in rows):
+                cells = []
+                for z in z_dims:
+                    values = [r[field] for r in rows if (r["procedure"], r["z_dim"], r["gamma"]) == (procedure, z, gamma)]
+                    cells.append(_cell(values, places) if values else "—")
+                lines.append(f"| {procedure} | " + " | ".join(cells) + " |")
+            lines.append("")
+    repetitions = max(r["repetition"] for r in rows) + 1
+    lines.append(f"Mean ± sample standard deviation over up to {repetitions} repetitions; {len(rows)} runs.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_metric_vs_time(rows, path):
+    """Test metric against total training time, one colour per procedure (Figs 6-8)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["test_metric"]]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for procedure in dict.fromkeys(r["procedure"] for r in rows):
+        mine = [r for r in rows if r["procedure"] == procedure]
+        ax.scatter([r["train_seconds"] for r in mine], [r["test_value"] for r in mine], label=procedure, alpha=0.8)
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test pixel error (px)" if rows[0]["test_metric"] == "pixel_error" else f"test {rows[0]['test_metric']}")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reconstructions(rows, base, path, images=8):
+    """Test images and their reconstructions by each image-decoding procedure (first run of each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from keras_pae.data import pipeline, registry
+    from keras_pae.training import load_run
+
+    decoding = {}
+    for r in rows:
+        if Procedure.parse(r["procedure"]).decoder == "image":
+            decoding.setdefault(r["procedure"], r)
+    if not decoding:
+        return
+    out = os.path.dirname(path)
+    test = registry.test_data(base, progress=False)
+    picks = np.linspace(0, len(test) - 1, images).astype(int)
+    fit = registry.info(base.dataset).fit
+    originals = np.concatenate(list(pipeline.image_dataset(test.images[picks], images, image_size=base.image_size, fit=fit)))
+    grid = [("original", originals)]
+    for procedure, row in decoding.items():
+        model = load_run(os.path.join(out, row["run"]))
+        grid.append((f"{procedure} z={row['z_dim']}", np.asarray(model(originals))))
+    fig, axes = plt.subplots(len(grid), images, figsize=(images * 1.1, len(grid) * 1.2), squeeze=False)
+    for i, (label, batch) in enumerate(grid):
+        for j in range(images):
+            axes[i, j].imshow(np.clip(batch[j], 0, 1))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _int_list(text):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text):
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _procedures(text):
+    if text == "all":
+        return PROCEDURES
+    return tuple(Procedure.parse(p).name for p in text.split(","))
+
+
+def build_parser():
+    parser = OneLineParser(
+        prog="python -m keras_pae.experiment",
+        description="Train every (procedure, z, gamma, repetition) missing from --out and write results.csv, report.md and plots.",
+    )
+    add_train_arguments(parser, grid_axes=False)
+    parser.add_argument("--procedures", default="all", help=f"comma-separated, or all ({', '.join(PROCEDURES)})")
+    parser.add_argument("--z-dims", type=_int_list, default=(64, 128, 256), help="comma-separated latent sizes (default: 64,128,256)")
+    parser.add_argument("--gammas", type=_float_list, default=(0.0,), help="comma-separated KL weights (default: 0)")
+    parser.add_argument("--repetitions", type=int, default=4, help="runs per point, seeds --seed + r (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="experiment folder; rerunning continues it")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        procedures = _procedures(args.procedures)
+        if args.repetitions < 1:
+            raise ValueError(f"--repetitions must be a positive integer; got {args.repetitions}.")
+        if any(g < 0 for g in args.gammas):
+            raise ValueError(f"--gammas must be >= 0; got {args.gammas}.")
+        base = config_from_args(args)
+        base.out = None
+        base.validate()
+        grid = Grid(procedures, args.z_dims, args.gammas, args.repetitions)
+        run_grid(base, grid, os.path.abspath(args.out))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; rerun the same command to continue.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_pae.config import TrainConfig
+from keras_pae.experiment import (
+    RECONSTRUCTION_PLOT,
+    REPORT_FILE,
+    RESULTS_FILE,
+    TIME_PLOT,
+    TRAINING_LOG,
+    Grid,
+    mean_std,
+    report_markdown,
+    run_grid,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small but real: 6 LunarLander rollouts of 40 steps.
+SMALL_FLAGS = [
+    "--limit", "240", "--steps", "40", "--batch-size", "64", "--epochs", "1", "--loss-weights", "random",
+]
+
+
+def _base(**overrides):
+    values = dict(limit=240, steps=40, batch_size=64, epochs=1, loss_weights="random", predictor_epochs=2)
+    return TrainConfig(**{**values, **overrides}).validate()
+
+
+def _read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_point_grid_writes_results_report_and_plots_and_rerun_trains_nothing(tmp_path):
+    base = _base()
+    grid = Grid(("I-I-PW", "I-F-FP"), (8,), (0.0,), 1)
+    first = run_grid(base, grid, str(tmp_path), verbose=0)
+    assert first["trained"] == 2
+    rows = _read_rows(tmp_path / RESULTS_FILE)
+    assert [(r["procedure"], r["z_dim"]) for r in rows] == [("I-I-PW", "8"), ("I-F-FP", "8")]
+    assert all(float(r["test_value"]) > 0 and float(r["seconds_per_epoch"]) > 0 for r in rows)
+    report = (tmp_path / REPORT_FILE).read_text()
+    assert "| I-I-PW |" in report and "| I-F-FP |" in report and "z = 8" in report
+    for plot in (TIME_PLOT, RECONSTRUCTION_PLOT):
+        with Image.open(tmp_path / plot) as image:
+            assert image.size[0] > 100 and image.size[1] > 100
+
+    again = run_grid(base, grid, str(tmp_path), verbose=0)
+    assert again["trained"] == 0
+    assert _read_rows(tmp_path / RESULTS_FILE) == rows
+    assert len((tmp_path / TRAINING_LOG).read_text().splitlines()) == 2
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path):
+    grid = Grid(("I-I-PW",), (8,), (0.0,), 1)
+    (tmp_path / "runs").mkdir()
+    from keras_pae.experiment import _check_same_experiment
+
+    _check_same_experiment(_base(), grid, str(tmp_path))
+    with pytest.raises(ValueError, match="epochs"):
+        _check_same_experiment(_base(epochs=3), grid, str(tmp_path))
+
+
+def test_report_gives_mean_and_sample_std():
+    rows = [
+        dict(procedure="I-F-FP", z_dim=64, gamma=0.0, repetition=r, test_metric="pixel_error",
+             test_value=v, seconds_per_epoch=2.0)
+        for r, v in enumerate((6.0, 8.0, 10.0))
+    ]
+    mean, std = mean_std([6.0, 8.0, 10.0])
+    assert (mean, std) == (8.0, 2.0)  # sample std (n - 1), as the paper reports
+    assert "| I-F-FP | 8.00 ± 2.00 |" in report_markdown(rows)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_share_the_grid_and_run_every_point_once(tmp_path):
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "keras_pae.experiment", "--procedures", "I-I-PW", "--z-dims", "4,8,16",
+        "--repetitions", "1", "--predictor-epochs", "0", "--out", str(tmp_path), *SMALL_FLAGS,
+    ]
+
+    def start(tuner_id):
+        env = {
+            **os.environ,
+            "KERASTUNER_TUNER_ID": tuner_id,
+            "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(port),
+        }
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    chief = start("chief")
+    workers = [start("tuner0"), start("tuner1")]
+    for process in [*workers, chief]:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output
+    log = [line.split() for line in (tmp_path / TRAINING_LOG).read_text().splitlines()]
+    points = sorted(name for _, name in log)
+    assert len(points) == 3 and len(set(points)) == 3  # every point once, none twice
+    assert {tuner for tuner, _ in log} <= {"tuner0", "tuner1"}  # the chief only serves
+    rows = _read_rows(tmp_path / RESULTS_FILE)  # written by the chief at the end
+    assert sorted(int(r["z_dim"]) for r in rows) == [4, 8, 16]
+    assert np.all([float(r["best_val_loss"]) > 0 for r in rows])
