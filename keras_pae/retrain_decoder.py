@@ -1,0 +1,209 @@
+"""Decoder retraining: how much of the image do frozen embeddings keep?
+
+    python -m keras_pae.retrain_decoder RUN [RUN ...] --epochs 20 --out DIR
+
+Perceptual-loss paper, Table VIII and Fig. 6: the decoder of each trained
+model is retrained with pixel-wise loss while its encoder stays frozen, then
+the L1 reconstruction error on the test images is compared with the best
+model's (100% = as good as the best). Image-decoding runs (I-I-*, F-I-*) keep
+training their own decoder; feature-decoding runs (I-F-FP, F-F-FP) get a fresh
+image decoder. Writes `DIR/retrain.json`, `DIR/report.md` and an image grid
+(originals, then each run before and after retraining).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+REPORT_FILE = "report.md"
+RESULT_FILE = "retrain.json"
+GRID_FILE = "reconstructions.png"
+
+
+def pixel_model(model):
+    """A pixel-wise autoencoder sharing `model`'s frozen encoder (and loss network).
+
+    Args:
+        model: a trained `PerceptualAutoencoder`.
+    """
+    from keras import ops
+
+    from keras_pae.perceptual import networks
+    from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
+
+    procedure = model.procedure
+    if procedure.decoder == "image":
+        decoder = model.decoder
+    else:
+        decoder = networks.image_decoder(model.encoder.output_shape[0][-1], model.image_shape)
+    model.encoder.trainable = False
+    name = ("I" if procedure.encoder == "image" else "F") + "-I-PW"
+    retrained = PerceptualAutoencoder(
+        model.encoder, decoder, model.loss_network, procedure=name, gamma=0.0, seed=model.seed
+    )
+    retrained(ops.zeros((1, *model.image_shape)))
+    return retrained
+
+
+def l1_error(model, dataset):
+    """Mean absolute pixel error of `model`'s reconstructions over a dataset of images."""
+    import numpy as np
+
+    total, count = 0.0, 0
+    for images in dataset:
+        reconstructions = np.asarray(model(images, training=False))
+        total += float(np.abs(reconstructions - np.asarray(images)).sum())
+        count += int(np.prod(reconstructions.shape))
+    return total / count
+
+
+def retrain_decoder(run_dir, epochs=20, batch_size=None, learning_rate=1e-3, verbose="auto"):
+    """Retrains one run's decoder with pixel loss on its frozen embeddings.
+
+    Args:
+        run_dir: a directory written by `train.py`.
+        epochs: maximum epochs (early stopping on the validation images,
+            best weights kept).
+        batch_size: images per step (None: the run's).
+        learning_rate: Adam's learning rate.
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        `(result, model_before, model_after)`: the L1 errors before and after
+        on the test images, and both models for drawing.
+    """
+    import keras
+
+    from keras_pae.data import pipeline, registry
+    from keras_pae.training import load_run
+
+    before = load_run(run_dir)
+    config = _config(run_dir)
+    keras.utils.set_random_seed(config.seed)
+    after = pixel_model(load_run(run_dir))
+    after.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    fit = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
+    batch_size = batch_size or config.batch_size
+    data = registry.autoencoder_data(config, progress=False)
+    split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
+    test = registry.test_data(config, progress=False)
+    test_images = pipeline.image_dataset(test.images, 256, **fit)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    after.fit(
+        pipeline.image_dataset(data.images[:split], batch_size, shuffle=True, seed=config.seed, **fit),
+        validation_data=pipeline.image_dataset(data.images[split:], batch_size, **fit),
+        epochs=epochs,
+        shuffle=False,
+        callbacks=[keras.callbacks.EarlyStopping(patience=max(3, epochs // 10), restore_best_weights=True)],
+        verbose=verbose,
+    )
+    result = {
+        "run": os.path.abspath(run_dir),
+        "procedure": config.procedure,
+        "z_dim": config.z_dim,
+        "gamma": config.gamma,
+        "l1_before": l1_error(before, test_images) if before.procedure.decoder == "image" else None,
+        "l1_after": l1_error(after, test_images),
+    }
+    return result, before, after
+
+
+def _config(run_dir):
+    from keras_pae.config import TrainConfig
+
+    return TrainConfig.load(os.path.join(run_dir, "config.json"))
+
+
+def relative_performance(results):
+    """Each run's L1 error relative to the best: best / own, 1.0 for the best (Table VIII)."""
+    best = min(r["l1_after"] for r in results)
+    return [best / r["l1_after"] for r in results]
+
+
+def _draw(rows, config, path, count=8):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from keras_pae.data import pipeline, registry
+
+    test = registry.test_data(config, progress=False)
+    picks = np.linspace(0, len(test) - 1, count).astype(int)
+    fit = registry.info(config.dataset).fit
+    images = next(iter(pipeline.image_dataset(test.images[picks], count, image_size=config.image_size, fit=fit)))
+    lines = [("original", np.asarray(images))]
+    for result, before, after in rows:
+        if before.procedure.decoder == "image":
+            lines.append((f"{result['procedure']} before", np.asarray(before(images))))
+        lines.append((f"{result['procedure']} after", np.asarray(after(images))))
+    fig, axes = plt.subplots(len(lines), count, figsize=(count * 1.1, len(lines) * 1.15), squeeze=False)
+    for i, (label, batch) in enumerate(lines):
+        for j in range(count):
+            axes[i, j].imshow(np.clip(batch[j], 0, 1))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    from keras_pae.cli import OneLineParser
+
+    parser = OneLineParser(
+        prog="python -m keras_pae.retrain_decoder",
+        description="Retrain decoders with pixel-wise loss on frozen embeddings and compare L1 reconstruction errors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", help="train.py output directories (all on the same dataset)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: each run's")
+    parser.add_argument("--out", required=True, help="folder for retrain.json, report.md and the image grid")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        for run in args.runs:
+            if not os.path.isfile(os.path.join(run, "summary.json")):
+                raise FileNotFoundError(f"{run} is not a finished train.py run (no summary.json).")
+        datasets = {_config(run).dataset for run in args.runs}
+        if len(datasets) > 1:
+            raise ValueError(f"The runs use different datasets ({', '.join(sorted(datasets))}); compare one dataset at a time.")
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be a positive integer; got {args.epochs}.")
+        rows = [retrain_decoder(run, args.epochs, args.batch_size) for run in args.runs]
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    results = [r for r, _, _ in rows]
+    for result, relative in zip(results, relative_performance(results)):
+        result["relative_to_best"] = relative
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, RESULT_FILE), "w") as f:
+        json.dump(results, f, indent=2)
+    lines = [
+        "# Decoder retraining (pixel-wise loss, frozen encoder)",
+        "",
+        "| run | procedure | z | L1 before | L1 after | relative to best |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        before = "—" if r["l1_before"] is None else f"{r['l1_before']:.4f}"
+        lines.append(
+            f"| {os.path.basename(r['run'])} | {r['procedure']} | {r['z_dim']} | {before} | "
+            f"{r['l1_after']:.4f} | {100 * r['relative_to_best']:.0f}% |"
+        )
+    with open(os.path.join(args.out, REPORT_FILE), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    _draw(rows, _config(args.runs[0]), os.path.join(args.out, GRID_FILE))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
