@@ -9,6 +9,7 @@ autoencoders' pipeline fits them. Light to import (no TensorFlow).
 """
 
 import dataclasses
+import logging
 import os
 from typing import Callable, Optional
 
@@ -402,6 +403,11 @@ def tfds_part(dataset, part, limit=None):
 
     source = TFDS_SOURCES[dataset]
     split = source.split(part)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # Probing an unprepared dataset logs "Variant folder ... has no
+    # dataset_info.json"; the sentence below says what matters.
+    absl_logger.setLevel(logging.ERROR)
     try:
         ds = tfds.load(source.name, split=split, download=False)
     except Exception:  # not prepared yet (AssertionError, DatasetNotFoundError, ...)
@@ -412,6 +418,8 @@ def tfds_part(dataset, part, limit=None):
                 f"{_retry_command(dataset)}"
             ) from None
         ds = tfds.load(source.name, split=split, download=True)
+    finally:
+        absl_logger.setLevel(level)
     if limit is not None:
         ds = ds.take(limit)
     label = source.label
