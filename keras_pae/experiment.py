@@ -274,11 +274,9 @@ def report_markdown(rows):
 
 def plot_metric_vs_time(rows, path):
     """Test metric against total training time, one colour per procedure (Figs 6-8)."""
-    import matplotlib
+    from keras_pae.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [r for r in rows if r["test_metric"]]
     if not rows:
         return
@@ -297,13 +295,7 @@ def plot_metric_vs_time(rows, path):
 
 def plot_reconstructions(rows, base, path, images=8):
     """Test images and their reconstructions by each image-decoding procedure (first run of each)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from keras_pae.data import pipeline, registry
+    from keras_pae.plots import save_image_grid, test_images
     from keras_pae.training import load_run
 
     decoding = {}
@@ -312,25 +304,12 @@ def plot_reconstructions(rows, base, path, images=8):
             decoding.setdefault(r["procedure"], r)
     if not decoding:
         return
-    out = os.path.dirname(path)
-    test = registry.test_data(base, progress=False)
-    picks = np.linspace(0, len(test) - 1, images).astype(int)
-    fit = registry.info(base.dataset).fit
-    originals = np.concatenate(list(pipeline.image_dataset(test.images[picks], images, image_size=base.image_size, fit=fit)))
+    originals = test_images(base, images)
     grid = [("original", originals)]
     for procedure, row in decoding.items():
-        model = load_run(os.path.join(out, row["run"]))
-        grid.append((f"{procedure} z={row['z_dim']}", np.asarray(model(originals))))
-    fig, axes = plt.subplots(len(grid), images, figsize=(images * 1.1, len(grid) * 1.2), squeeze=False)
-    for i, (label, batch) in enumerate(grid):
-        for j in range(images):
-            axes[i, j].imshow(np.clip(batch[j], 0, 1))
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        model = load_run(os.path.join(os.path.dirname(path), row["run"]))
+        grid.append((f"{procedure} z={row['z_dim']}", model(originals)))
+    save_image_grid(grid, path)
 
 
 def _int_list(text):

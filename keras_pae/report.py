@@ -5,7 +5,6 @@ the predictors' test metric next to the training time per epoch, the two
 results of the feature-prediction paper (Table I, Figs. 6-8).
 """
 
-import argparse
 import json
 import os
 import sys

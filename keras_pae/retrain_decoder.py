@@ -123,33 +123,15 @@ def relative_performance(results):
 
 
 def _draw(rows, config, path, count=8):
-    import matplotlib
+    from keras_pae.plots import save_image_grid, test_images
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from keras_pae.data import pipeline, registry
-
-    test = registry.test_data(config, progress=False)
-    picks = np.linspace(0, len(test) - 1, count).astype(int)
-    fit = registry.info(config.dataset).fit
-    images = next(iter(pipeline.image_dataset(test.images[picks], count, image_size=config.image_size, fit=fit)))
-    lines = [("original", np.asarray(images))]
+    images = test_images(config, count)
+    lines = [("original", images)]
     for result, before, after in rows:
         if before.procedure.decoder == "image":
-            lines.append((f"{result['procedure']} before", np.asarray(before(images))))
-        lines.append((f"{result['procedure']} after", np.asarray(after(images))))
-    fig, axes = plt.subplots(len(lines), count, figsize=(count * 1.1, len(lines) * 1.15), squeeze=False)
-    for i, (label, batch) in enumerate(lines):
-        for j in range(count):
-            axes[i, j].imshow(np.clip(batch[j], 0, 1))
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            lines.append((f"{result['procedure']} before", before(images)))
+        lines.append((f"{result['procedure']} after", after(images)))
+    save_image_grid(lines, path)
 
 
 def main(argv=None):

@@ -1,0 +1,45 @@
+"""Figures shared by the experiment grid and decoder retraining (matplotlib, Agg)."""
+
+import numpy as np
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def test_images(config, count=8):
+    """`count` test images of `config.dataset`, evenly spread, as the models see them."""
+    from keras_pae.data import pipeline, registry
+
+    test = registry.test_data(config, progress=False)
+    picks = np.linspace(0, len(test) - 1, count).astype(int)
+    fit = registry.info(config.dataset).fit
+    dataset = pipeline.image_dataset(test.images[picks], count, image_size=config.image_size, fit=fit)
+    return np.concatenate([np.asarray(batch) for batch in dataset])
+
+
+def save_image_grid(rows, path):
+    """One row of images per `(label, images)` pair, the label on the left.
+
+    Args:
+        rows: `(label, array (N, H, W, 3) in [0, 1])` pairs of equal N.
+        path: the PNG to write.
+    """
+    plt = pyplot()
+    count = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), count, figsize=(count * 1.1, len(rows) * 1.15), squeeze=False)
+    for i, (label, batch) in enumerate(rows):
+        for j in range(count):
+            axes[i, j].imshow(np.clip(np.asarray(batch[j]), 0, 1))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
