@@ -8,7 +8,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from keras_pae.cli import OneLineParser
-from keras_pae.bottleneck.networks import COMPRESSIONS, SIZES
+from keras_pae.bottleneck.geometry import COMPRESSIONS, SIZES
 from keras_pae.bottleneck.study import StudyConfig
 
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_pae.bottleneck import networks, plots, svcca, transfer
+from keras_pae.bottleneck import geometry, plots, svcca, transfer
 from keras_pae.bottleneck.study import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
 
 RESULT_COLUMNS = (

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from keras_pae.bottleneck import networks
+from keras_pae.bottleneck import geometry
 
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
@@ -58,8 +58,8 @@ class StudyConfig:
 
     dataset: str = "fashion_mnist"
     image_size: int = 32
-    sizes: Tuple[int, ...] = networks.SIZES
-    compressions: Tuple[str, ...] = networks.COMPRESSIONS
+    sizes: Tuple[int, ...] = geometry.SIZES
+    compressions: Tuple[str, ...] = geometry.COMPRESSIONS
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -96,12 +96,12 @@ class StudyConfig:
         if not 0 < self.keep_variance <= 1:
             raise ValueError(f"keep_variance must lie in (0, 1]; got {self.keep_variance}.")
         self.sizes = tuple(int(s) for s in self.sizes)
-        self.compressions = tuple(str(networks.parse_compression(c)) for c in self.compressions)
+        self.compressions = tuple(str(geometry.parse_compression(c)) for c in self.compressions)
         if not self.sizes or not self.compressions:
             raise ValueError("The study needs at least one size and one compression.")
         for size in self.sizes:
             for compression in self.compressions:
-                networks.bottleneck_shape((self.image_size, self.image_size, 1), size, compression)
+                geometry.bottleneck_shape((self.image_size, self.image_size, 1), size, compression)
         return self
 
     @property
@@ -131,7 +131,7 @@ class StudyConfig:
 
 
 def run_name(size, compression):
-    return f"s{size}_c{str(networks.parse_compression(compression)).replace('/', '-')}"
+    return f"s{size}_c{str(geometry.parse_compression(compression)).replace('/', '-')}"
 
 
 def prepare_images(images, image_size):
@@ -233,7 +233,7 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
         encoder.export(export_dir, verbose=False)
     summary = {
         "size": size,
-        "compression": str(networks.parse_compression(compression)),
+        "compression": str(geometry.parse_compression(compression)),
         "bottleneck_shape": list(model.code_shape),
         "image_shape": list(image_shape),
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
@@ -281,7 +281,7 @@ def run_study(config, overwrite=False, verbose=True, analyse=True):
     for index, (size, compression) in enumerate(configurations, start=1):
         name = run_name(size, compression)
         run_dir = os.path.join(out, RUNS_DIR, name)
-        shape = networks.bottleneck_shape(data.train.shape[1:], size, compression)
+        shape = geometry.bottleneck_shape(data.train.shape[1:], size, compression)
         header = f"[{index}/{len(configurations)}] {name} (bottleneck {'x'.join(map(str, shape))})"
         if os.path.isfile(os.path.join(run_dir, "summary.json")):
             with open(os.path.join(run_dir, "summary.json")) as f:
