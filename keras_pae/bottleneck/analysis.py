@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_pae.bottleneck import geometry, plots, svcca, transfer
+from keras_pae.bottleneck import plots, svcca, transfer
 from keras_pae.bottleneck.study import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
 
 RESULT_COLUMNS = (
@@ -123,7 +123,7 @@ def analyse(config, out, data, summaries, say=print):
         plots.reconstruction_grid(
             originals, {key: value[start:start + len(originals)] for key, value in recons.items()},
             size_rows, list(config.compressions), os.path.join(out, f"reconstructions_{part}.png"),
-            title=f"{config.dataset} {part} images: rows of columns = bottleneck size, compression",
+            title=f"{config.dataset} {part} images: input, then reconstructions by bottleneck size and compression",
         )
 
     # Fig. 3: transfer.

@@ -10,7 +10,6 @@ transfer probes, SVCCA, figures, report) is recomputed from the runs'
 saved histories and codes.
 """
 
-import csv
 import dataclasses
 import json
 import os
