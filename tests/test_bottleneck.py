@@ -189,3 +189,31 @@ def test_conv_on_a_1x1_map_equals_the_padded_3x3_conv():
     wide.set_weights([full, bias])
     x = np.random.default_rng(1).normal(size=(4, 1, 1, 8)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(wide(x)), np.asarray(narrow(x)), atol=1e-5)
+
+
+def test_an_interrupted_configuration_resumes(tmp_path, monkeypatch, capsys):
+    from keras_pae.bottleneck.study import StudyConfig, run_study
+    from keras_pae.training import read_history
+
+    config = StudyConfig(
+        epochs=2, limit=64, test_limit=32, probe_limit=30, sizes=(3,), compressions=("1/4",),
+        residual_blocks=0, batch_size=32, export=False, out=str(tmp_path / "study"),
+    )
+    logged = keras.callbacks.CSVLogger.on_epoch_end
+
+    def log_then_interrupt(self, epoch, logs=None):
+        logged(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", log_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, verbose=False, analyse=False)
+    monkeypatch.undo()
+    runs = tmp_path / "study" / "runs"
+    before = read_history(runs / "s3_c1-4.incomplete" / "history.csv")
+    assert len(before) == 1 and not (runs / "s3_c1-4").exists()
+
+    assert run_study(config, verbose=True, analyse=False)["trained"] == ["s3_c1-4"]
+    assert "Resuming" in capsys.readouterr().out
+    after = read_history(runs / "s3_c1-4" / "history.csv")
+    assert [row["epoch"] for row in after] == [0, 1] and after[0] == before[0]
