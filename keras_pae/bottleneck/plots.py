@@ -96,7 +96,9 @@ def heatmap(matrix, row_labels, column_labels, path, title="", fmt="{:.2f}", cma
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if np.isfinite(matrix[i, j]):
-                axis.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=6, color="w")
+                shade = image.norm(matrix[i, j])
+                colour = "k" if (center is None and shade > 0.6) or (center is not None and abs(shade - 0.5) < 0.3) else "w"
+                axis.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=6, color=colour)
     figure.colorbar(image, ax=axis)
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
