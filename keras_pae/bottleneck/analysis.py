@@ -158,8 +158,12 @@ def analyse(config, out, data, summaries, say=print):
         title=f"{config.dataset}: SVCCA (DFT, {config.keep_variance:.0%} variance) of test codes",
     )
 
+    # What predicting the mean training image scores: a model above it has not
+    # yet learned anything image-specific.
+    mean_image_test_loss = float(np.mean(np.square(data.test - data.train.mean(axis=0))))
     summary = {
         "dataset": config.dataset,
+        "mean_image_test_loss": mean_image_test_loss,
         "configurations": {n: {k: v for k, v in summaries[n].items() if k != "history"} for n in names},
         "test_loss_by_size_and_compression": {
             f"size {s}": {c: summaries[run_name(s, c)]["test_loss"] for c in config.compressions}
@@ -216,6 +220,14 @@ def write_report(config, out, summary, results, parts, shown, names):
             r = summary["configurations"][run_name(s, c)]
             cells.append(f"{'x'.join(map(str, r['bottleneck_shape']))}: {r['test_loss']:.5f} ({r['train_loss']:.5f})")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines += ["", f"Predicting the mean training image gives a test MSE of {summary['mean_image_test_loss']:.5f}."]
+    above = [n for n in names if summary["configurations"][n]["test_loss"] >= summary["mean_image_test_loss"]]
+    if above:
+        lines.append(
+            f"{len(above)} of {len(names)} configurations ({', '.join(above)}) are not yet below it: "
+            "with so little training the comparison is about how fast each shape starts to learn, "
+            "not about converged bottlenecks."
+        )
     lines += ["", "Spread of log test loss across sizes (mean over channels): "
               f"{_fmt(f['log_test_loss_range_across_sizes'])}; across channels (mean over sizes): "
               f"{_fmt(f['log_test_loss_range_across_channels'])}."]
