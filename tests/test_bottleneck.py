@@ -150,7 +150,10 @@ def test_tiny_study_writes_results_and_a_rerun_trains_nothing(tmp_path):
     assert set(summary["transfer"]) == {f"{p}/{n}" for p in ("train", "test") for n in ["pixels", *names]}
     matrix = np.array(summary["svcca"]["matrix"])
     assert matrix.shape == (5, 5) and np.allclose(np.diag(matrix), 1.0)
-    assert "size matters more than channels" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "size matters more than channels" in report and "mean training image" in report
+    assert summary["mean_image_test_loss"] > 0
+    assert set(summary["findings"]["above_mean_image_loss"]) <= set(names)
 
     mtimes = {n: os.path.getmtime(out / "runs" / n / "history.csv") for n in names}
     second = _run(out)

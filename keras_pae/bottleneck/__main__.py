@@ -69,7 +69,9 @@ def main(argv=None, prog="python -m keras_pae.bottleneck"):
         return 130
     print(f"Wrote {os.path.abspath(config.output_dir)} (report.md, results.csv, figures).")
     findings = summary["findings"]
-    if "size_matters_more_than_channels" in findings:
+    if len(findings["above_mean_image_loss"]) == len(config.configurations()):
+        print("No configuration is below the mean image's test loss yet: train longer to compare them.")
+    elif "size_matters_more_than_channels" in findings:
         print(
             "Size matters more than channels: "
             f"{'yes' if findings['size_matters_more_than_channels'] else 'no'} (log test-loss spread "

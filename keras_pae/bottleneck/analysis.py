@@ -174,6 +174,9 @@ def analyse(config, out, data, summaries, say=print):
         "config": config.to_dict(),
     }
     summary["findings"] = findings(config, summaries, similarity, svcca_labels)
+    summary["findings"]["above_mean_image_loss"] = [
+        n for n in names if summaries[n]["test_loss"] >= mean_image_test_loss
+    ]
     write_report(config, out, summary, results, parts, shown, names)
     return summary
 
@@ -221,7 +224,7 @@ def write_report(config, out, summary, results, parts, shown, names):
             cells.append(f"{'x'.join(map(str, r['bottleneck_shape']))}: {r['test_loss']:.5f} ({r['train_loss']:.5f})")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", f"Predicting the mean training image gives a test MSE of {summary['mean_image_test_loss']:.5f}."]
-    above = [n for n in names if summary["configurations"][n]["test_loss"] >= summary["mean_image_test_loss"]]
+    above = f["above_mean_image_loss"]
     if above:
         lines.append(
             f"{len(above)} of {len(names)} configurations ({', '.join(above)}) are not yet below it: "
@@ -231,7 +234,9 @@ def write_report(config, out, summary, results, parts, shown, names):
     lines += ["", "Spread of log test loss across sizes (mean over channels): "
               f"{_fmt(f['log_test_loss_range_across_sizes'])}; across channels (mean over sizes): "
               f"{_fmt(f['log_test_loss_range_across_channels'])}."]
-    if "size_matters_more_than_channels" in f:
+    if "size_matters_more_than_channels" in f and len(above) == len(names):
+        lines.append("Whether size matters more than channels cannot be judged from models that all sit at the mean image.")
+    elif "size_matters_more_than_channels" in f:
         verdict = "holds" if f["size_matters_more_than_channels"] else "does not hold"
         lines.append(f"The paper's finding (size matters more than channels) {verdict} here.")
     if results:
