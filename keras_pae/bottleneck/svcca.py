@@ -13,6 +13,20 @@ different sides keep the low frequencies of the smaller one. Numpy only.
 import numpy as np
 
 
+def _svd(x, keep_variance):
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    variance = s**2
+    total = variance.sum()
+    if total <= 0:
+        return u[:, :0], s[:0]
+    nonzero = int(np.sum(s > s[0] * 1e-10))
+    keep = int(np.searchsorted(np.cumsum(variance) / total, keep_variance - 1e-12) + 1)
+    keep = min(keep, nonzero)
+    return u[:, :keep], s[:keep]
+
+
 def svd_reduce(x, keep_variance=0.99):
     """Centres `x` (N, D) and projects it on the top singular directions.
 
@@ -21,17 +35,19 @@ def svd_reduce(x, keep_variance=0.99):
         keep_variance: share of the variance the kept directions explain;
             directions with (numerically) zero variance are always dropped.
     """
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    variance = s**2
-    total = variance.sum()
-    if total <= 0:
-        return x[:, :0]
-    nonzero = int(np.sum(s > s[0] * 1e-10))
-    keep = int(np.searchsorted(np.cumsum(variance) / total, keep_variance - 1e-12) + 1)
-    keep = min(keep, nonzero)
-    return u[:, :keep] * s[:keep]
+    u, s = _svd(x, keep_variance)
+    return u * s
+
+
+def svd_basis(x, keep_variance=0.99):
+    """An orthonormal basis (N, k) of `svd_reduce(x)`'s span: its left singular vectors."""
+    return _svd(x, keep_variance)[0]
+
+
+def _basis_correlations(bx, by):
+    if bx.shape[1] == 0 or by.shape[1] == 0:
+        return np.zeros(0)
+    return np.clip(np.linalg.svd(bx.T @ by, compute_uv=False), 0.0, 1.0)
 
 
 def cca_correlations(x, y):
@@ -77,6 +93,24 @@ def _as_real(z):
     return np.concatenate([z.real, z.imag], axis=1)
 
 
+def _frequency_bases(x, height, width, keep_variance):
+    """Per kept spatial frequency, the SVD basis of the maps' DFT (real and imaginary parts)."""
+    spectrum = _low_frequencies(np.fft.fft2(np.asarray(x, dtype=np.float64), axes=(1, 2)), height, width)
+    return [svd_basis(_as_real(spectrum[:, i, j]), keep_variance) for i in range(height) for j in range(width)]
+
+
+def _check_maps(x, y):
+    if np.ndim(x) != 4 or np.ndim(y) != 4:
+        raise ValueError(f"dft_svcca takes (N, H, W, C) maps; got shapes {np.shape(x)} and {np.shape(y)}.")
+    if len(x) != len(y):
+        raise ValueError(f"SVCCA needs the same examples on both sides; got {len(x)} and {len(y)}.")
+
+
+def _mean_over_frequencies(bases_x, bases_y):
+    correlations = np.concatenate([_basis_correlations(bx, by) for bx, by in zip(bases_x, bases_y)])
+    return float(correlations.mean()) if correlations.size else 0.0
+
+
 def dft_svcca(x, y, keep_variance=0.99):
     """SVCCA of two conv maps through the DFT, averaged over frequencies.
 
@@ -89,25 +123,11 @@ def dft_svcca(x, y, keep_variance=0.99):
             keeps the smaller one's lowest frequencies.
         keep_variance: variance kept by each SVD (the paper: 0.99).
     """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.ndim != 4 or y.ndim != 4:
-        raise ValueError(f"dft_svcca takes (N, H, W, C) maps; got shapes {x.shape} and {y.shape}.")
-    if len(x) != len(y):
-        raise ValueError(f"SVCCA needs the same examples on both sides; got {len(x)} and {len(y)}.")
-    height, width = min(x.shape[1], y.shape[1]), min(x.shape[2], y.shape[2])
-    fx = _low_frequencies(np.fft.fft2(x, axes=(1, 2)), height, width)
-    fy = _low_frequencies(np.fft.fft2(y, axes=(1, 2)), height, width)
-    correlations = []
-    for i in range(height):
-        for j in range(width):
-            correlations.append(
-                cca_correlations(
-                    svd_reduce(_as_real(fx[:, i, j]), keep_variance),
-                    svd_reduce(_as_real(fy[:, i, j]), keep_variance),
-                )
-            )
-    correlations = np.concatenate(correlations)
-    return float(correlations.mean()) if correlations.size else 0.0
+    _check_maps(x, y)
+    height, width = min(np.shape(x)[1], np.shape(y)[1]), min(np.shape(x)[2], np.shape(y)[2])
+    return _mean_over_frequencies(
+        _frequency_bases(x, height, width, keep_variance), _frequency_bases(y, height, width, keep_variance)
+    )
 
 
 def similarity_matrix(representations, keep_variance=0.99, method="dft"):
@@ -124,12 +144,25 @@ def similarity_matrix(representations, keep_variance=0.99, method="dft"):
     """
     if method not in ("dft", "flat"):
         raise ValueError(f"Unknown SVCCA method {method!r}; valid methods are dft, flat.")
-    measure = dft_svcca if method == "dft" else svcca
     names = list(representations)
     matrix = np.eye(len(names))
+    bases = {}  # (name, height, width) -> per-frequency bases, each SVD done once
+
+    def frequency_bases(name, height, width):
+        if (name, height, width) not in bases:
+            bases[name, height, width] = _frequency_bases(representations[name], height, width, keep_variance)
+        return bases[name, height, width]
+
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
-            matrix[a, b] = matrix[b, a] = measure(
-                representations[names[a]], representations[names[b]], keep_variance
-            )
+            x, y = representations[names[a]], representations[names[b]]
+            if method == "flat":
+                matrix[a, b] = svcca(x, y, keep_variance)
+            else:
+                _check_maps(x, y)
+                height, width = min(np.shape(x)[1], np.shape(y)[1]), min(np.shape(x)[2], np.shape(y)[2])
+                matrix[a, b] = _mean_over_frequencies(
+                    frequency_bases(names[a], height, width), frequency_bases(names[b], height, width)
+                )
+            matrix[b, a] = matrix[a, b]
     return names, matrix
