@@ -110,7 +110,10 @@ def analyse(config, out, data, summaries, say=print):
         )
         for s, c in config.configurations()
     ]
-    plots.loss_curves(runs, os.path.join(out, "loss_curves.png"), title=config.dataset)
+    # What predicting the mean training image scores: a model above it has not
+    # yet learned anything image-specific.
+    mean_image_test_loss = float(np.mean(np.square(data.test - data.train.mean(axis=0))))
+    plots.loss_curves(runs, os.path.join(out, "loss_curves.png"), title=config.dataset, floor=mean_image_test_loss)
 
     # Fig. 2: reconstructions of the first training and test images.
     k = RECONSTRUCTION_EXAMPLES
@@ -158,9 +161,6 @@ def analyse(config, out, data, summaries, say=print):
         title=f"{config.dataset}: SVCCA (DFT, {config.keep_variance:.0%} variance) of test codes",
     )
 
-    # What predicting the mean training image scores: a model above it has not
-    # yet learned anything image-specific.
-    mean_image_test_loss = float(np.mean(np.square(data.test - data.train.mean(axis=0))))
     summary = {
         "dataset": config.dataset,
         "mean_image_test_loss": mean_image_test_loss,

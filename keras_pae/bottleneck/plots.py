@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 SIZE_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds")
@@ -14,7 +15,7 @@ def _colour(size_index, compression_index, num_compressions):
     return plt.get_cmap(SIZE_COLOURS[size_index % len(SIZE_COLOURS)])(shade)
 
 
-def loss_curves(runs, path, title=""):
+def loss_curves(runs, path, title="", floor=None):
     """Fig. 1: train and test loss per epoch, colour by size, shade by channels.
 
     Args:
@@ -22,6 +23,7 @@ def loss_curves(runs, path, title=""):
             `num_compressions`, `history` (rows with `loss`, `val_loss`).
         path: PNG to write.
         title: dataset name for the title.
+        floor: a reference test loss drawn dashed (e.g. the mean image's).
     """
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for panel, (key, name) in zip(axes, (("loss", "train"), ("val_loss", "test"))):
@@ -31,7 +33,10 @@ def loss_curves(runs, path, title=""):
                 epochs, [row[key] for row in run["history"]], marker=".", label=run["label"],
                 color=_colour(run["size_index"], run["compression_index"], run["num_compressions"]),
             )
+        if floor is not None and key == "val_loss":
+            panel.axhline(floor, color="grey", linestyle="--", linewidth=1, label="mean image")
         panel.set_yscale("log")
+        panel.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         panel.set_xlabel("epoch")
         panel.set_title(f"{title} {name} loss (MSE)".strip())
         panel.grid(alpha=0.3)
