@@ -84,6 +84,72 @@ def read_history(path):
     return [rows[epoch] for epoch in sorted(rows)]
 
 
+def fit_resumable(
+    model, train_data, validation_data, staging, epochs, best_weights=None, patience=None, verbose=0,
+    callbacks=(),
+):
+    """`model.fit` inside a staging directory, resumable after a crash.
+
+    Keras `BackupAndRestore` state and a `CSVLogger` history (with
+    `train_seconds`) live in `staging`; when `fit` ends a `fit.done` marker
+    is written (BackupAndRestore deletes its state then), so calling this again
+    does not refit. Shared by `train` and the bottleneck study.
+
+    Args:
+        model: a compiled, built model.
+        train_data, validation_data: datasets passed to `fit`.
+        staging: the run's working directory (created if missing).
+        epochs: total epochs, counting the ones an interrupted fit finished.
+        best_weights: path where `ModelCheckpoint` keeps the weights of the
+            lowest `val_loss`; None keeps none.
+        patience: early-stopping patience on `val_loss` (carried over a
+            resume); None trains every epoch.
+        verbose: `fit`'s verbosity.
+        callbacks: further callbacks, after the logger.
+
+    Returns:
+        The history rows (see `read_history`).
+    """
+    os.makedirs(staging, exist_ok=True)
+    history_path = os.path.join(staging, HISTORY_FILE)
+    fit_done = os.path.join(staging, FIT_DONE_FILE)
+    if os.path.exists(fit_done):
+        return read_history(history_path)
+    earlier = read_history(history_path)
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
+        EpochTimer(),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        *callbacks,
+    ]
+    if best_weights is not None:
+        all_callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                best_weights,
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
+            )
+        )
+    if patience is not None:
+        all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
+    all_callbacks.append(keras.callbacks.TerminateOnNaN())
+    if earlier and verbose:
+        print(f"Resuming {staging} after epoch {len(earlier)}.")
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    # BackupAndRestore has deleted its state: a resume must not refit.
+    open(fit_done, "w").close()
+    return read_history(history_path)
+
+
 def _prepare_directories(config, resume, overwrite):
     out = os.path.abspath(config.output_dir)
     staging = out + INCOMPLETE_SUFFIX
@@ -151,40 +217,19 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     config.save(os.path.join(staging, "config.json"))
     history_path = os.path.join(staging, HISTORY_FILE)
     best_path = os.path.join(staging, WEIGHTS_FILE)
-    earlier = read_history(history_path)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
-        EpochTimer(),
-        keras.callbacks.CSVLogger(history_path, append=True),
-        keras.callbacks.ModelCheckpoint(
-            best_path,
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
-        ),
-        ResumableEarlyStopping(
-            history=earlier, monitor="val_loss", patience=config.early_stopping_patience
-        ),
-        keras.callbacks.TerminateOnNaN(),
-    ]
     fit_to_model = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
-    fit_done = os.path.join(staging, FIT_DONE_FILE)
-    if not os.path.exists(fit_done):
-        if earlier and verbose:
-            print(f"Resuming {staging} after epoch {len(earlier)}.")
-        model.fit(
-            pipeline.image_dataset(
-                data.images[:split], config.batch_size, shuffle=True, seed=config.seed, **fit_to_model
-            ),
-            validation_data=pipeline.image_dataset(data.images[split:], config.batch_size, **fit_to_model),
-            epochs=config.epochs,
-            shuffle=False,  # the dataset reshuffles itself, seeded
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-        # BackupAndRestore has deleted its state: a resume must not refit.
-        open(fit_done, "w").close()
+    fit_resumable(
+        model,
+        pipeline.image_dataset(
+            data.images[:split], config.batch_size, shuffle=True, seed=config.seed, **fit_to_model
+        ),
+        pipeline.image_dataset(data.images[split:], config.batch_size, **fit_to_model),
+        staging,
+        config.epochs,
+        best_weights=best_path,
+        patience=config.early_stopping_patience,
+        verbose=verbose,
+    )
 
     history = read_history(history_path)
     if not os.path.isfile(best_path):
@@ -230,7 +275,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         json.dump(summary, f, indent=2)
     os.replace(os.path.join(staging, "summary.json.tmp"), os.path.join(staging, "summary.json"))
     os.remove(os.path.join(staging, FIT_DONE_FILE))
-    _publish(staging, out)
+    publish(staging, out)
     if verbose:
         print(
             f"{config.procedure}: best val loss {summary['best_val_loss']:.6g} at epoch "
@@ -299,7 +344,7 @@ def _evaluate_predictors(model, config, path, verbose):
     return result
 
 
-def _publish(staging, out):
+def publish(staging, out):
     """Moves a finished run into place, replacing an older one last."""
     if os.path.exists(out):
         old = out + ".old"

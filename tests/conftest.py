@@ -3,6 +3,8 @@ import os
 # Before TensorFlow or pygame is imported by any test module.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Small numpy products (the bottleneck probes) crawl when OpenBLAS threads spin.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
