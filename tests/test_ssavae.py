@@ -80,12 +80,13 @@ def test_discriminator_loss_falls_on_real_versus_noise():
     inputs = keras.Input((2,))
     hidden = keras.layers.Dense(int(np.prod(SHAPE)), kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(inputs)
     noise = keras.Model(inputs, keras.layers.Reshape(SHAPE)(keras.layers.Activation("sigmoid")(hidden)))
-    model = _phase2(vec, beta=0.0, gamma=0.0, decoder=noise, n_dis=2, d_rate=3e-3, g_rate=0.0)
+    model = _phase2(vec, beta=0.0, gamma=0.0, decoder=noise, n_dis=4, d_rate=3e-3, g_rate=0.0)
     stripes = np.zeros((64, *SHAPE), np.float32)
     stripes[:, ::2] = 1.0
     stripes *= np.random.default_rng(0).uniform(0.6, 1.0, (64, 1, 1, 1)).astype(np.float32)
+    # 4 epochs x 2 batches x 4 discriminator updates.
     # The discriminator's own training loss (on real batches and the decoded noise it is shown).
-    d_loss = model.fit(stripes, batch_size=16, epochs=6, verbose=0).history["d_loss"]
+    d_loss = model.fit(stripes, batch_size=32, epochs=4, verbose=0).history["d_loss"]
     assert d_loss[0] > 1.5  # untrained: scores near 0, targets +-1
     assert d_loss[-1] < 0.5 * d_loss[0]
     assert all(later < earlier for earlier, later in zip(d_loss[1:], d_loss[2:]))
@@ -192,3 +193,22 @@ def test_cli_rejects_bad_values(capsys):
     assert err.count("\n") == 1 and "fashion_mnist" in err
     assert main(["--labelled-fraction", "0"]) == 2
     assert "labelled-fraction" in capsys.readouterr().err
+
+
+def test_kl_weight_warms_up_linearly():
+    keras.utils.set_random_seed(0)
+    vec = VariationalEncoderClassifier(
+        networks.encoder(SHAPE, 2, width=2, hidden=8), networks.classifier(2, CLASSES, hidden=8),
+        kl_weight=0.2, kl_warmup_steps=10,
+    )
+    vec.compile(optimizer=keras.optimizers.Adam(1e-3))
+    vec.optimizer.build(vec.trainable_variables)
+    weights = []
+    for step in (0, 5, 10, 40):
+        vec.optimizer.iterations.assign(step)
+        weights.append(float(vec.current_kl_weight(training=True)))
+    assert weights == pytest.approx([0.0, 0.1, 0.2, 0.2])
+    assert vec.current_kl_weight(training=False) == 0.2
+    # The tracked KL is unweighted; the loss weighs it.
+    total, kl, cross_entropy, _ = vec.compute_losses(_images(4), np.zeros(4), training=True)
+    assert float(total) == pytest.approx(0.2 * float(kl) + float(cross_entropy), rel=1e-5)

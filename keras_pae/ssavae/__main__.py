@@ -39,6 +39,8 @@ def build_parser():
     add("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     add("--learning-rate", type=float, default=d.learning_rate, help="Adam rate of encoder/classifier and decoders (default: %(default)s)")
     add("--d-learning-rate", type=float, default=d.d_learning_rate, help="Adam rate of the discriminators (default: %(default)s)")
+    add("--kl-weight", type=float, default=d.kl_weight, help="phase-1 KL weight; the paper's 1 collapses K_z = 2 (default: %(default)s)")
+    add("--kl-warmup-epochs", type=float, default=d.kl_warmup_epochs, help="epochs over which the KL weight ramps up from 0 (default: %(default)s)")
     add("--labelled-fraction", type=float, default=d.labelled_fraction,
         help="share of training images whose labels phase 1 uses; the rest add the KL only (default: %(default)s)")
     add("--beta", type=float, default=d.beta, help="adversarial weight of the decoder used for generation (default: %(default)s)")
@@ -61,7 +63,7 @@ def config_from_args(args):
     return AdversarialVAEConfig(
         dataset=args.dataset, latent_dim=args.latent_dim, epochs=args.epochs, decoder_epochs=args.decoder_epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
-        labelled_fraction=args.labelled_fraction, beta=args.beta, gamma=args.gamma, betas=args.betas,
+        kl_weight=args.kl_weight, kl_warmup_epochs=args.kl_warmup_epochs, labelled_fraction=args.labelled_fraction, beta=args.beta, gamma=args.gamma, betas=args.betas,
         gammas=args.gammas, n_dis=args.n_dis, alphas=args.alphas, width=args.width, hidden=args.hidden,
         limit=args.limit, data_dir=args.data_dir, seed=args.seed, out=args.out,
     )

@@ -80,9 +80,13 @@ class AdversarialDecoder(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         """Args: d_optimizer for the discriminator, g_optimizer for the decoder."""
-        super().compile(**kwargs)
+        # No `optimizer`: Keras' default one would be saved, and restored, for nothing.
+        super().compile(optimizer=None, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        # Built now, so `BackupAndRestore` finds their slots to restore into.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.decoder.trainable_variables)
 
     @property
     def metrics(self):

@@ -29,6 +29,9 @@ class AdversarialVAEConfig:
         batch_size: images per step.
         learning_rate: Adam's learning rate of the VEC and of the decoders.
         d_learning_rate: Adam's learning rate of the discriminators.
+        kl_weight: weight of the KL in phase 1 (the paper: 1, which
+            collapses a 2-D latent space; see `VariationalEncoderClassifier`).
+        kl_warmup_epochs: epochs over which that weight ramps up from 0.
         labelled_fraction: share of the training images whose labels phase 1
             sees (chosen with `seed`); the others contribute the KL only.
         beta, gamma: the decoder the generation plots use (trained too).
@@ -50,6 +53,8 @@ class AdversarialVAEConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     d_learning_rate: float = 1e-4
+    kl_weight: float = 0.05
+    kl_warmup_epochs: float = 1.0
     labelled_fraction: float = 1.0
     beta: float = 0.005
     gamma: float = 0.1
@@ -105,6 +110,10 @@ class AdversarialVAEConfig:
             raise ValueError(f"limit must be at least 2; got {self.limit}.")
         if not 0.0 < self.labelled_fraction <= 1.0:
             raise ValueError(f"labelled-fraction must be in (0, 1]; got {self.labelled_fraction}.")
+        if self.kl_weight < 0 or self.kl_warmup_epochs < 0:
+            raise ValueError(
+                f"kl-weight and kl-warmup-epochs must be >= 0; got {self.kl_weight}, {self.kl_warmup_epochs}."
+            )
         for name in ("learning_rate", "d_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0; got {getattr(self, name)}.")

@@ -13,25 +13,29 @@ import keras
 # reconstruction loss compares (Section 2.3.1, Fig. 4).
 FEATURE_LAYERS = ("stage1", "stage2", "stage3")
 _ALPHA = 0.2  # LeakyReLU slope
+# Keras' default momentum (0.99) leaves the moving statistics far from the
+# batch ones after the few hundred steps of a short run, and phase 2 uses the
+# encoder in inference mode: 0.9 (PyTorch's 0.1) tracks them in tens of steps.
+_BN = dict(momentum=0.9)
 
 
 def _conv_residual_block(x, name):
     channels = x.shape[-1]
     y = keras.layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv_a")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn_a")(y)
+    y = keras.layers.BatchNormalization(**_BN, name=f"{name}_bn_a")(y)
     y = keras.layers.LeakyReLU(_ALPHA, name=f"{name}_lrelu_a")(y)
     y = keras.layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv_b")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn_b")(y)
+    y = keras.layers.BatchNormalization(**_BN, name=f"{name}_bn_b")(y)
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
 def _dense_residual_block(x, name):
     units = x.shape[-1]
     y = keras.layers.Dense(units, name=f"{name}_dense_a")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn_a")(y)
+    y = keras.layers.BatchNormalization(**_BN, name=f"{name}_bn_a")(y)
     y = keras.layers.LeakyReLU(_ALPHA, name=f"{name}_lrelu_a")(y)
     y = keras.layers.Dense(units, name=f"{name}_dense_b")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn_b")(y)
+    y = keras.layers.BatchNormalization(**_BN, name=f"{name}_bn_b")(y)
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
@@ -98,7 +102,7 @@ def classifier(latent_dim=2, num_classes=10, hidden=256):
     x = inputs
     for i in range(1, 4):
         x = keras.layers.Dense(hidden, name=f"dense{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
         x = keras.layers.LeakyReLU(_ALPHA, name=f"lrelu{i}")(x)
         x = _dense_residual_block(x, f"res{i}")
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
@@ -124,13 +128,13 @@ def decoder(latent_dim=2, image_shape=(28, 28, 1), width=32, hidden=256):
     x = inputs
     for i, units in enumerate((hidden, hidden, start[0] * start[1] * start[2]), start=1):
         x = keras.layers.Dense(units, name=f"dense{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"dense{i}_bn")(x)
+        x = keras.layers.BatchNormalization(**_BN, name=f"dense{i}_bn")(x)
         x = keras.layers.LeakyReLU(_ALPHA, name=f"dense{i}_lrelu")(x)
     x = keras.layers.Reshape(start, name="reshape")(x)
     for stage in range(1, 7):
         channels = width * 2 ** (2 - (stage - 1) // 2)
         x = keras.layers.Conv2D(channels, 3, padding="same", name=f"conv{stage}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{stage}")(x)
+        x = keras.layers.BatchNormalization(**_BN, name=f"bn{stage}")(x)
         x = keras.layers.LeakyReLU(_ALPHA, name=f"lrelu{stage}")(x)
         x = _conv_residual_block(x, f"res{stage}")
         if stage in (2, 4):

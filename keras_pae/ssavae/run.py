@@ -105,12 +105,15 @@ def load_data(config):
     )
 
 
-def build_phase1(config, image_shape, num_classes):
-    """The compiled Variational Encoder Classifier of `config`."""
+def build_phase1(config, image_shape, num_classes, num_images):
+    """The compiled Variational Encoder Classifier of `config` for `num_images` training images."""
     keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = -(-num_images // config.batch_size)
     vec = VariationalEncoderClassifier(
         networks.encoder(image_shape, config.latent_dim, config.width, config.hidden),
         networks.classifier(config.latent_dim, num_classes, config.hidden),
+        kl_weight=config.kl_weight,
+        kl_warmup_steps=int(round(config.kl_warmup_epochs * steps_per_epoch)),
         seed=config.seed,
     )
     vec.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
@@ -258,7 +261,7 @@ def run(config, overwrite=False, verbose="auto"):
     test_batches = batches(test_x, test_y)
     trained = []
 
-    vec = build_phase1(config, image_shape, num_classes)
+    vec = build_phase1(config, image_shape, num_classes, len(train_x))
     phase_started = time.perf_counter()
     history, phase1_test, now = _run_phase(
         PHASE1, out, vec, batches(train_x, seen_labels, weights, shuffle=True), config.epochs,

@@ -23,16 +23,34 @@ class VariationalEncoderClassifier(keras.Model):
     semi-supervised option); every example contributes to the KL. Without a
     mask every label is used. Evaluation classifies mu, without noise.
 
+    `kl_weight` and `kl_warmup_steps` are not in the paper (Eq. 6 weighs
+    both terms 1). With the true KL at weight 1 and K_z = 2 the encoder
+    collapses on Fashion-MNIST (mu -> 0, sigma -> 1, the classifier sees
+    noise and stays at chance, test accuracy 0.10), even after a warm-up: ten
+    classes cannot be separated in a 2-D N(0, I) for less KL than the 2.3
+    nats of cross-entropy that separating them saves. A smaller weight keeps
+    the clusters, and ramping it from 0 over the first steps (KL annealing,
+    Bowman et al. 2016) lets the classifier learn before the KL bites. The
+    tracked `kl_loss` is the unweighted KL; `loss` is the weighted sum
+    being minimised.
+
     Args:
         encoder: model mapping images to `[mu, logvar]`.
         classifier: model mapping z to class probabilities.
+        kl_weight: the KL's weight once warmed up (the paper: 1).
+        kl_warmup_steps: optimizer steps over which the KL weight rises from
+            0 to `kl_weight`; 0 uses it from the first step.
         seed: seed of the sampling noise.
     """
 
-    def __init__(self, encoder, classifier, seed=None, **kwargs):
+    def __init__(self, encoder, classifier, kl_weight=1.0, kl_warmup_steps=0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.classifier = classifier
+        if kl_weight < 0 or kl_warmup_steps < 0:
+            raise ValueError(f"kl_weight and kl_warmup_steps must be >= 0; got {kl_weight}, {kl_warmup_steps}.")
+        self.kl_weight = float(kl_weight)
+        self.kl_warmup_steps = int(kl_warmup_steps)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -66,7 +84,14 @@ class VariationalEncoderClassifier(keras.Model):
         probabilities = self.classifier(z, training=training)
         kl = losses.kl_divergence(mu, logvar)
         cross_entropy = losses.masked_categorical_crossentropy(labels, probabilities, mask)
-        return kl + cross_entropy, kl, cross_entropy, probabilities
+        return self.current_kl_weight(training) * kl + cross_entropy, kl, cross_entropy, probabilities
+
+    def current_kl_weight(self, training=True):
+        """kl_weight * min(1, step / kl_warmup_steps) while training, else kl_weight."""
+        if not training or not self.kl_warmup_steps or self.optimizer is None:
+            return self.kl_weight
+        step = ops.cast(self.optimizer.iterations, "float32")
+        return self.kl_weight * ops.minimum(1.0, step / float(self.kl_warmup_steps))
 
     def _update_trackers(self, labels, mask, total, kl, cross_entropy, probabilities):
         self.loss_tracker.update_state(total)
@@ -105,6 +130,8 @@ class VariationalEncoderClassifier(keras.Model):
         config.update(
             encoder=keras.saving.serialize_keras_object(self.encoder),
             classifier=keras.saving.serialize_keras_object(self.classifier),
+            kl_weight=self.kl_weight,
+            kl_warmup_steps=self.kl_warmup_steps,
             seed=self.seed,
         )
         return config
