@@ -16,6 +16,8 @@ _PUBLIC = {
     "PerceptualAutoencoder": "keras_pae.perceptual.perceptual_autoencoder",
     "build_perceptual_autoencoder": "keras_pae.perceptual.perceptual_autoencoder",
     "TrainConfig": "keras_pae.config",
+    "VariationalEncoderClassifier": "keras_pae.ssavae.variational_encoder_classifier",
+    "AdversarialDecoder": "keras_pae.ssavae.adversarial_decoder",
     "train": "keras_pae.training",
 }
 

@@ -1,0 +1,7 @@
+"""The two-phase semi-supervised adversarial VAE (paper 3, SPEC §9).
+
+Phase 1 trains a variational encoder and a classifier on z together
+(`VariationalEncoderClassifier`); phase 2 freezes both and trains a decoder
+against the encoder's own features, a least-squares discriminator and the
+classifier (`AdversarialDecoder`). `python -m keras_pae.ssavae` runs both.
+"""
