@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from keras_pae.bottleneck import geometry
+from keras_pae.config import JsonConfig
 
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
@@ -28,7 +29,7 @@ RECONSTRUCTION_EXAMPLES = 6
 
 
 @dataclasses.dataclass
-class StudyConfig:
+class StudyConfig(JsonConfig):
     """Everything that determines a bottleneck study.
 
     Args:
@@ -110,23 +111,6 @@ class StudyConfig:
     def configurations(self):
         """(size, compression) pairs in the order they train."""
         return [(s, c) for s in self.sizes for c in self.compressions]
-
-    def to_dict(self):
-        values = dataclasses.asdict(self)
-        values["sizes"], values["compressions"] = list(self.sizes), list(self.compressions)
-        return values
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown study keys {unknown}; valid keys are {sorted(known)}.")
-        values = dict(values)
-        for key in ("sizes", "compressions"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 def run_name(size, compression):

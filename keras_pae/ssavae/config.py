@@ -4,9 +4,9 @@ Importing this module is cheap (no TensorFlow), so bad flags fail fast.
 """
 
 import dataclasses
-import json
 from typing import Optional
 
+from keras_pae.config import JsonConfig
 from keras_pae.data.registry import DATASETS
 
 # Section 3.1: the paper's five datasets, all in the data registry.
@@ -18,7 +18,7 @@ def _phase2_key(beta, gamma):
 
 
 @dataclasses.dataclass
-class AdversarialVAEConfig:
+class AdversarialVAEConfig(JsonConfig):
     """Everything that determines one two-phase run (SPEC §9).
 
     Args:
@@ -127,18 +127,3 @@ class AdversarialVAEConfig:
         if len(self.alphas) != 3:
             raise ValueError(f"alphas needs three weights (one per feature layer); got {len(self.alphas)}.")
         return self
-
-    def to_dict(self):
-        values = dataclasses.asdict(self)
-        for key in ("betas", "gammas", "alphas"):
-            values[key] = list(values[key])
-        return values
-
-    def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls(**json.load(f))
