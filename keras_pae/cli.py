@@ -53,6 +53,10 @@ def add_train_arguments(parser, grid_axes=True):
     parser.add_argument("--predictor-rollouts", type=int, default=None, help="LunarLander rollouts of the predictor run (default: as many as the autoencoder run uses)")
     parser.add_argument("--test-rollouts", type=int, default=None, help="LunarLander rollouts of the test run (default: as many as the autoencoder run uses)")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="LunarLander steps per rollout (default: %(default)s)")
+    parser.add_argument(
+        "--reset-on-termination", action="store_true",
+        help="LunarLander: start a new episode when one ends, instead of stepping the ended one as the authors' script did",
+    )
     parser.add_argument("--predictor-epochs", type=int, default=defaults.predictor_epochs, help="max epochs of each embedding predictor; 0 skips them (default: %(default)s)")
     parser.add_argument(
         "--predictor-search", default=defaults.predictor_search, choices=PREDICTOR_SEARCHES,
@@ -85,6 +89,7 @@ def config_from_args(args):
         test_rollouts=args.test_rollouts,
         data_dir=args.data_dir,
         steps=args.steps,
+        reset_on_termination=args.reset_on_termination,
         predictor_epochs=args.predictor_epochs,
         predictor_search=args.predictor_search,
         predictor_trials=args.predictor_trials,

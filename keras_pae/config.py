@@ -77,6 +77,8 @@ class TrainConfig(JsonConfig):
             STL-10 .bin, ...); None uses tensorflow-datasets (or Debian's
             Fashion-MNIST folder).
         steps: LunarLander steps per rollout.
+        reset_on_termination: LunarLander: start a new episode when one ends
+            (False follows the authors' script, which kept stepping it).
         predictor_epochs: maximum epochs of each embedding predictor (SPEC §5);
             0 skips the evaluation.
         predictor_search: `"mlps"` (the seven MLPs of the feature-prediction
@@ -106,6 +108,7 @@ class TrainConfig(JsonConfig):
     predictor_rollouts: Optional[int] = None
     test_rollouts: Optional[int] = None
     steps: int = 150
+    reset_on_termination: bool = False
     data_dir: Optional[str] = None
     predictor_epochs: int = 500
     predictor_search: str = "mlps"
@@ -146,6 +149,8 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"validation_fraction must lie in (0, 1); got {self.validation_fraction}."
             )
+        if self.reset_on_termination and self.dataset != "lunarlander":
+            raise ValueError("--reset-on-termination applies to --dataset lunarlander only.")
         if self.image_size is None:
             self.image_size = DATASETS[self.dataset].image_size
         check_image_size(self.image_size, self.image_size)

@@ -216,6 +216,23 @@ def test_two_workers_give_the_same_frames_as_one():
     _assert_runs_equal(_small("test", rollouts=3, workers=1), _small("test", rollouts=3, workers=2))
 
 
+def test_reset_on_termination_starts_a_new_episode_where_the_old_one_ended():
+    # Seed 0's "predictor" rollout 0 ends (the lander comes to rest) near step 107.
+    kept_stepping = _small("predictor", rollouts=1, steps=150)
+    reset = _small("predictor", rollouts=1, steps=150, reset_on_termination=True)
+    differs = np.flatnonzero(np.any(kept_stepping.positions != reset.positions, axis=1))
+    assert len(differs), "the episode never ended, so the option changed nothing"
+    first = differs[0]
+    assert 20 < first < 150
+    # Identical until the episode ended, then a fresh lander at the spawn point, top centre.
+    np.testing.assert_array_equal(np.asarray(kept_stepping.images[:first]), np.asarray(reset.images[:first]))
+    spawn = reset.positions[0]
+    assert abs(spawn[0]) < 0.05 and spawn[1] > 1.3
+    np.testing.assert_allclose(reset.positions[first], spawn, atol=0.05)
+    assert np.abs(kept_stepping.positions[first] - spawn).max() > 0.5
+    np.testing.assert_array_equal(reset.rollouts, kept_stepping.rollouts)
+
+
 # --- the cache ---
 
 
@@ -230,7 +247,7 @@ def test_cache_serves_repeats_and_prefixes_without_rendering(tmp_path, monkeypat
     _assert_runs_equal(first.take(2 * 20), _small("test", rollouts=2, cache_dir=tmp_path))
     assert lunarlander.cached_path("test", 2, 20, SIZE, 0, cache_dir=tmp_path) is not None
     # A longer run, another run or another size is not in the cache: it must render.
-    for kwargs in ({"rollouts": 4}, {"run_name": "predictor"}, {"steps": 21}, {"seed": 1}):
+    for kwargs in ({"rollouts": 4}, {"run_name": "predictor"}, {"steps": 21}, {"seed": 1}, {"reset_on_termination": True}):
         with pytest.raises(AssertionError, match="rendered although"):
             _small(**{"run_name": "test", "rollouts": 3, **kwargs, "cache_dir": tmp_path})
     # Nothing half-written is left behind by the failed renders.

@@ -137,6 +137,7 @@ def test_resume_after_kill_continues(tmp_path):
         (["--z-dim", "-3"], "-3"),
         (["--loss-weights", "missing.weights.h5"], "missing.weights.h5"),
         (["--gamma", "-1"], "gamma"),
+        (["--dataset", "mnist", "--reset-on-termination"], "--reset-on-termination"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, flags, named):

@@ -59,6 +59,10 @@ def _add_lunarlander(subparsers):
         default=",".join(lunarlander.RUNS),
         help=f"comma-separated runs, from {', '.join(lunarlander.RUNS)}",
     )
+    parser.add_argument(
+        "--reset-on-termination", action="store_true",
+        help="start a new episode when one ends (default: keep stepping it, as the authors' script did)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_info(parser)
     parser.set_defaults(run=_run_lunarlander)
@@ -101,9 +105,11 @@ def _run_lunarlander(args):
             workers=args.workers,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
+            reset_on_termination=args.reset_on_termination,
         )
         where = lunarlander.cached_path(
-            run, args.rollouts, args.steps, args.image_size, args.seed, cache_dir=args.cache_dir
+            run, args.rollouts, args.steps, args.image_size, args.seed, cache_dir=args.cache_dir,
+            reset_on_termination=args.reset_on_termination,
         )
         print(f"{run}: {len(data)} frames, {int(data.on_screen.sum())} on-screen, cache {where}")
     return 0

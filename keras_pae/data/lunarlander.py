@@ -117,6 +117,7 @@ def generate_run(
     workers=None,
     cache_dir=None,
     progress=True,
+    reset_on_termination=False,
 ):
     """Renders (or loads from the cache) one unfiltered run of the LunarLander collection.
 
@@ -129,9 +130,7 @@ def generate_run(
     Args:
         run: one of `RUNS`; it selects the seeds (the paper's runs 1, 2, 3).
         rollouts: number of rollouts, >= 1.
-        steps: frames per rollout, >= 1. The episode is NOT reset when it
-            terminates (the authors' gym kept stepping), which is why most
-            frames with the lander off-screen exist.
+        steps: frames per rollout, >= 1.
         image_size: side S of the square frames, >= 1.
         seed: base seed, an integer >= 0.
         workers: worker processes, >= 1; None uses `os.cpu_count()`. With more
@@ -140,12 +139,18 @@ def generate_run(
         cache_dir: cache root (the run goes under `<cache_dir>/lunarlander/`);
             None uses `default_cache_dir()`, False disables the cache.
         progress: show a `keras.utils.Progbar` over rollouts while rendering.
+        reset_on_termination: start a new episode when one ends (the lander
+            crashed, landed, or flew off-screen). False, the default, follows
+            the authors' script: their gym kept stepping the ended episode,
+            which is where most off-screen frames, and the frames of a lander
+            lying still on the ground, come from. True gives more frames of a
+            lander in flight, closer to the setting of issue 7's measurements.
 
     Returns:
         A `LunarLanderRun` of `rollouts * steps` frames; callers filter it.
     """
     _check_args(run, rollouts, steps, image_size, seed, workers)
-    key = _Key(run, steps, image_size, seed)
+    key = _Key(run, steps, image_size, seed, bool(reset_on_termination))
     root = _cache_root(cache_dir)
     if root is not None:
         entry = _find_entry(root, key, rollouts)
@@ -189,15 +194,19 @@ def generate_run(
     return _load(entry, rollouts * steps)
 
 
-def cached_path(run="autoencoder", rollouts=ROLLOUTS, steps=STEPS, image_size=64, seed=0, cache_dir=None):
+def cached_path(
+    run="autoencoder", rollouts=ROLLOUTS, steps=STEPS, image_size=64, seed=0, cache_dir=None, reset_on_termination=False
+):
     """The cache folder that would serve this `generate_run` request, or None if none does.
 
     Args:
-        run, rollouts, steps, image_size, seed, cache_dir: as for `generate_run`.
+        run, rollouts, steps, image_size, seed, cache_dir, reset_on_termination:
+            as for `generate_run`.
     """
     _check_args(run, rollouts, steps, image_size, seed, None)
     root = _cache_root(cache_dir)
-    return None if root is None else _find_entry(root, _Key(run, steps, image_size, seed), rollouts)
+    key = _Key(run, steps, image_size, seed, bool(reset_on_termination))
+    return None if root is None else _find_entry(root, key, rollouts)
 
 
 def _check_args(run, rollouts, steps, image_size, seed, workers):
@@ -222,9 +231,12 @@ class _Key:
     steps: int
     image_size: int
     seed: int
+    reset_on_termination: bool = False
 
     def prefix(self):
-        return f"v{_CACHE_VERSION}-{self.run}-steps{self.steps}-size{self.image_size}-seed{self.seed}-rollouts"
+        # The "-reset" part only when set, so caches made before the option still serve.
+        reset = "-reset" if self.reset_on_termination else ""
+        return f"v{_CACHE_VERSION}-{self.run}-steps{self.steps}-size{self.image_size}-seed{self.seed}{reset}-rollouts"
 
     def entry_name(self, rollouts):
         return f"{self.prefix()}{rollouts}"
@@ -276,7 +288,10 @@ def _render(key, rollouts, workers, progress, images):
     steps = key.steps
     positions = np.empty((rollouts * steps, 2), np.float32)
     indices = np.repeat(np.arange(rollouts, dtype=np.int32), steps)
-    tasks = [(RUNS.index(key.run) + 1, i, steps, key.image_size, key.seed) for i in range(rollouts)]
+    tasks = [
+        (RUNS.index(key.run) + 1, i, steps, key.image_size, key.seed, key.reset_on_termination)
+        for i in range(rollouts)
+    ]
     bar = None
     if progress:
         import keras
@@ -310,7 +325,7 @@ def _render(key, rollouts, workers, progress, images):
 
 def _rollout(task):
     """Renders one rollout; runs in a worker process. Returns (index, images, positions)."""
-    run_number, index, steps, image_size, seed = task
+    run_number, index, steps, image_size, seed, reset_on_termination = task
     import gymnasium as gym
     from PIL import Image
 
@@ -334,9 +349,12 @@ def _rollout(task):
                 images[t] = np.asarray(Image.fromarray(frame).resize((image_size, image_size), Image.BICUBIC))
                 positions[t] = observation[:2]
                 if t + 1 < steps:
-                    # No reset on termination: the authors' gym kept stepping, which is
-                    # where most off-screen frames the paper filters out come from.
-                    observation, *_ = env.step(env.action_space.sample())
+                    # By default no reset on termination: the authors' gym kept stepping,
+                    # which is where most off-screen frames the paper filters out come from.
+                    observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                    if reset_on_termination and (terminated or truncated):
+                        # Unseeded: the env's generator, seeded by the first reset, goes on.
+                        observation, _ = env.reset()
         finally:
             env.close()
     return index, images, positions

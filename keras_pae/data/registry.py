@@ -336,6 +336,7 @@ def _lunarlander_run(config, run, rollouts, progress):
         image_size=config.image_size,
         seed=config.data_seed,
         progress=progress,
+        reset_on_termination=config.reset_on_termination,
     )
     if run != "autoencoder":
         generated = generated.filtered()
