@@ -23,14 +23,26 @@ DATASETS = ("fashion_mnist",)
 
 
 def build_classifier(trunk, image_size, num_classes):
-    """The trunk plus a small head: Flatten, Dense(128) + ReLU, Dense(classes)."""
+    """The trunk without its sigmoid, plus a small head: Flatten, Dense(128) + ReLU, Dense(classes).
+
+    The head reads the ReLU activations, unnormalised. A head on the sigmoid
+    features does not learn (they start near 0.5 with a tiny spread), and one
+    behind a normalisation layer does, but leaves the trunk's scale free to
+    stay small: its features then vary little on LunarLander (per-feature std
+    about 0.005) and feature prediction has little to predict. Unnormalised
+    ReLU activations must grow for the head to separate the classes, which
+    spreads the sigmoid features the loss network hands out afterwards.
+    """
     import keras
 
+    if trunk.layers[-1].name != "sigmoid":
+        raise ValueError(f"Expected the trunk of `alexnet_trunk` ending in a sigmoid; got {trunk.layers[-1].name!r}.")
+    trunk.build((None, image_size, image_size, 3))
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = keras.layers.Flatten(name="flatten")(trunk(inputs))
-    # Random sigmoid features sit near 0.5 with a tiny spread; standardising
-    # them lets the head (and through it the trunk) learn from the first steps.
-    x = keras.layers.LayerNormalization(name="head_norm")(x)
+    x = inputs
+    for layer in trunk.layers[:-1]:
+        x = layer(x)
+    x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(128, activation="relu", name="head_hidden")(x)
     outputs = keras.layers.Dense(num_classes, name="head_logits")(x)
     return keras.Model(inputs, outputs, name="loss_network_classifier")

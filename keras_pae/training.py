@@ -288,8 +288,12 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
 
 def _format_metric(predictors):
     if predictors["test_metric"] == "pixel_error":
-        return f"test position error {predictors['test_value']:.2f} px"
-    return f"test {predictors['test_metric']} {predictors['test_value']:.4f}"
+        text = f"test position error {predictors['test_value']:.2f} px"
+        baseline = f"{predictors.get('baseline_value', float('nan')):.2f} px"
+    else:
+        text = f"test {predictors['test_metric']} {predictors['test_value']:.4f}"
+        baseline = f"{predictors.get('baseline_value', float('nan')):.4f}"
+    return f"{text} (without the embedding: {baseline})"
 
 
 def _evaluate_predictors(model, config, path, verbose):

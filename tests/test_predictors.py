@@ -38,6 +38,19 @@ def test_selection_picks_lowest_validation_loss():
     assert result["chosen"] == result["predictors"][int(np.argmin(losses))]["hidden"]
     assert result["chosen"] != []  # the linear model cannot fit sin / products
     assert result["test_metric"] == "pixel_error" and result["test_value"] > 0
+    # The embedding carries the target, so the predictor beats ignoring it.
+    assert result["test_value"] < 0.8 * result["baseline_value"]
+
+
+def test_baseline_predicts_the_mean_position_and_the_majority_class():
+    train = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 3.0]])  # mean (1, 1)
+    test = np.array([[1.0, 1.0], [4.0, 5.0]])  # 0 and 5 units from it
+    assert predictors.baseline_score(train, test, "position", 2, pixels_per_unit=10) == pytest.approx(10 * 5 / 2)
+    # Class 2 is the most frequent in training; a third of the test examples are class 2.
+    assert predictors.baseline_score(np.array([2, 2, 0, 1]), np.array([2, 0, 1]), "class", 3) == pytest.approx(1 / 3)
+    # Per attribute, the more frequent training value: (1, 0) -> 3 of 4 test values right.
+    attributes = predictors.baseline_score(np.array([[1, 0], [1, 0], [0, 1]]), np.array([[1, 0], [0, 0]]), "attributes", 2)
+    assert attributes == pytest.approx(3 / 4)
 
 
 def test_landmark_error_averages_points_and_attribute_accuracy():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pae import PROCEDURES
+from keras_pae import PROCEDURES, report
 from keras_pae.config import TrainConfig
 from keras_pae.training import load_run, read_history, train
 
@@ -173,6 +173,9 @@ def test_summary_reports_the_predictors(tmp_path):
     losses = [p["val_loss"] for p in predictors["predictors"]]
     assert predictors["chosen"] == predictors["predictors"][int(np.argmin(losses))]["hidden"]
     assert predictors["test_metric"] == "pixel_error" and 0 < predictors["test_value"] < 200
+    # The report shows both the predictor's error and the error without the embedding.
+    row = report.table([summary]).splitlines()[-1]
+    assert f"| {predictors['test_value']:.2f} px | {predictors['baseline_value']:.2f} px |" in row
     # Predictor data: the on-screen frames of as many rollouts as the autoencoder run.
     assert 0 < predictors["train_examples"] + predictors["validation_examples"] <= 240
 

@@ -55,6 +55,7 @@ def test_search_picks_lowest_validation_loss_resumes_and_beats_chance(tmp_path):
     chosen = result["predictors"][int(np.argmin(losses))]["hyperparameters"]
     assert result["chosen"] == chosen
     assert result["test_value"] > 0.8  # three well-separated clusters; chance is 1/3
+    assert result["baseline_value"] < 0.5  # the most frequent class alone
     # A rerun reloads the finished project and trains no new trial.
     again = search_predictors(train, validation, test, "class", 3, tmp_path / "search", epochs=10, max_trials=3, batch_size=16)
     assert [r["val_loss"] for r in again["predictors"]] == losses

@@ -127,7 +127,8 @@ def search_predictors(
     best_model = tuner.get_best_models(1)[0]
     predicted = best_model.predict(test_x, batch_size=4096, verbose=0)
     name, lower_is_better = predictors.test_metric(label_kind)
-    value = predictors.score(predicted, test_y, label_kind, pixels_per_unit or predictors.lunarlander.PIXELS_PER_UNIT)
+    pixels_per_unit = pixels_per_unit or predictors.lunarlander.PIXELS_PER_UNIT
+    value = predictors.score(predicted, test_y, label_kind, pixels_per_unit)
     return {
         "search": "tuner",
         "predictors": results,
@@ -135,6 +136,7 @@ def search_predictors(
         "test_metric": name,
         "lower_is_better": lower_is_better,
         "test_value": value,
+        "baseline_value": predictors.baseline_score(train_y, test_y, label_kind, num_outputs, pixels_per_unit),
         "train_examples": len(train_x),
         "validation_examples": len(val_x),
         "test_examples": len(test_x),

@@ -86,6 +86,22 @@ def score(predicted, labels, label_kind, pixels_per_unit=lunarlander.PIXELS_PER_
     return accuracy(predicted, labels)
 
 
+def baseline_score(train_labels, test_labels, label_kind, num_outputs, pixels_per_unit=lunarlander.PIXELS_PER_UNIT):
+    """The test metric of a prediction that ignores the embedding.
+
+    Every test example gets the mean training target: the mean position, the
+    most frequent class, each attribute's more frequent value. An embedding is
+    only useful if its predictor beats this.
+
+    Args:
+        train_labels, test_labels: label arrays as `evaluate_embeddings` takes them.
+        label_kind, num_outputs, pixels_per_unit: as for `evaluate_embeddings`.
+    """
+    mean = targets(train_labels, label_kind, num_outputs).mean(axis=0)
+    predicted = np.broadcast_to(mean, (len(test_labels), *mean.shape))
+    return score(predicted, test_labels, label_kind, pixels_per_unit)
+
+
 def evaluate_embeddings(
     train,
     validation,
@@ -117,7 +133,7 @@ def evaluate_embeddings(
 
     Returns:
         A dict: every predictor's best validation loss and epochs, the chosen
-        one, and its test metric.
+        one, its test metric, and the metric of `baseline_score`.
     """
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, validation, test
     fit_y = targets(train_y, label_kind, num_outputs)
@@ -156,6 +172,7 @@ def evaluate_embeddings(
         "test_metric": name,
         "lower_is_better": lower_is_better,
         "test_value": value,
+        "baseline_value": baseline_score(train_y, test_y, label_kind, num_outputs, pixels_per_unit),
         "train_examples": len(train_x),
         "validation_examples": len(val_x),
         "test_examples": len(test_x),
