@@ -58,7 +58,7 @@ def test_offline_without_prepared_data_is_one_sentence(tmp_path, monkeypatch):
     message = str(error.value)
     assert "\n" not in message
     assert "svhn" in message and "ufldl.stanford.edu" in message
-    assert "python train.py --dataset svhn" in message
+    assert "--data-dir with" in message and message.endswith("run the command again.")
 
 
 def test_train_runs_on_svhn(tmp_path):

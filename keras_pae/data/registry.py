@@ -380,13 +380,11 @@ def _reachable(host, port=80):
 
 
 def _retry_command(dataset):
+    # Command-agnostic: train.py, the bottleneck study and the adversarial VAE all load through here.
     entry = REGISTRY[dataset]
     if entry.local:
-        return (
-            f"connect to the internet or pass --data-dir with {entry.local.files}, then retry: "
-            f"python train.py --dataset {dataset} [--data-dir DIR]"
-        )
-    return f"connect to the internet and retry: python train.py --dataset {dataset}"
+        return f"connect to the internet or pass --data-dir with {entry.local.files}, then run the command again."
+    return "connect to the internet and run the command again."
 
 
 def tfds_part(dataset, part, limit=None):
