@@ -53,13 +53,14 @@ def keras_training(procedure, images, args, feature_cache=None, cached=False):
         procedure: procedure name.
         images: uint8 array (N, 64, 64, 3).
         args: the parsed flags.
-        feature_cache: a `FeatureCache` of `images` (for `cached`).
+        feature_cache: `feature_cache.cached_features` of `images` (for `cached`).
         cached: feed the cached loss-network features.
     """
     import keras
 
     from keras_pae import build_perceptual_autoencoder
     from keras_pae.data import pipeline
+    from keras_pae.procedures import Procedure
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -67,10 +68,12 @@ def keras_training(procedure, images, args, feature_cache=None, cached=False):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=args.jit_compile)
     kwargs = dict(shuffle=True, seed=0)
     if cached:
-        kwargs.update(features=feature_cache, procedure=procedure)
+        kwargs.update(features=feature_cache, with_images=Procedure.parse(procedure).needs_images_given_features)
     dataset = pipeline.image_dataset(images, args.batch_size, **kwargs).repeat()
     timer = StepTimer()
-    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup + args.steps, callbacks=[timer.callback], verbose=0)
+    model.fit(
+        dataset, epochs=1, steps_per_epoch=args.warmup + args.steps, callbacks=[timer.callback], shuffle=False, verbose=0
+    )
     return timer.rate(args.warmup, args.batch_size)
 
 
@@ -171,9 +174,7 @@ def main(argv=None):
         cache_dir = tempfile.mkdtemp(prefix="bench_features_")
         from keras_pae import alexnet_features
 
-        cache = feature_cache_module.compute_features(
-            alexnet_features(images.shape[1:], weights="random"), images, os.path.join(cache_dir, "features.npy")
-        )
+        cache = feature_cache_module.cached_features(alexnet_features(images.shape[1:], weights="random"), images, cache_dir)
 
     print(
         f"# {args.batch_size} images per step, {args.steps} timed after {args.warmup}; "
