@@ -135,9 +135,11 @@ class PerceptualAutoencoder(keras.Model):
         A dict with "images" and/or "features" carries cached loss-network
         features (see `keras_pae.feature_cache`).
         """
+        if isinstance(data, tuple):
+            data = data[0]
         if isinstance(data, dict):
             return data.get("images"), data.get("features")
-        return (data[0] if isinstance(data, tuple) else data), None
+        return data, None
 
     def train_step(self, data):
         import tensorflow as tf
