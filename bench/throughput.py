@@ -3,8 +3,8 @@
     python bench/throughput.py [--steps 8] [--batch-size 128] [--procedures I-I-PS I-F-FP]
 
 Every procedure trains on the same random 64x64 images at the same batch size:
-the Keras model through its real `train_step` (`model.fit` on the `tf.data`
-pipeline `train` uses), the PyTorch equivalent (`bench/torch_models.py`) with
+the Keras model through its real `train_step` (`model.fit` with the optimizer
+and `tf.data` pipeline `train` uses), the PyTorch equivalent (`bench/torch_models.py`) with
 a plain Adam loop as the authors' code has. Images/second are timed over
 `--steps` steps after `--warmup` steps (tracing, allocation). Also timed: the
 same Keras training fed cached loss-network features (where the procedure uses
@@ -65,7 +65,11 @@ def keras_training(procedure, images, args, feature_cache=None, cached=False):
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = build_perceptual_autoencoder(procedure, images.shape[1:], z_dim=args.z_dim, loss_weights="random", seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=args.jit_compile)
+    try:  # the optimizer `train` uses
+        from keras_pae.optimizers import FusedAdam as Adam
+    except ImportError:  # the code before it existed
+        Adam = keras.optimizers.Adam
+    model.compile(optimizer=Adam(1e-3), jit_compile=args.jit_compile)
     kwargs = dict(shuffle=True, seed=0)
     if cached:
         kwargs.update(features=feature_cache, with_images=Procedure.parse(procedure).needs_images_given_features)

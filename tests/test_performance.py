@@ -130,7 +130,7 @@ def test_feature_encoder_reads_the_cache_in_the_uncached_order(tmp_path, images,
 
 
 def test_training_with_and_without_the_cache(tmp_path):
-    small = dict(limit=160, steps=40, batch_size=32, z_dim=8, loss_weights="random", predictor_epochs=0, epochs=1)
+    small = dict(limit=120, steps=40, batch_size=32, z_dim=8, loss_weights="random", predictor_epochs=0, epochs=1)
     runs = {
         mode: train(TrainConfig(procedure="F-F-FP", feature_cache=mode, out=str(tmp_path / mode), **small), verbose=0)
         for mode in ("auto", "off")
@@ -200,7 +200,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
         from keras_pae.training import distribution_strategy, load_run, train
 
         config = TrainConfig(
-            procedure="I-F-FP", gamma=0.01, limit=160, steps=40, batch_size=32, z_dim=8, epochs=2,
+            procedure="I-F-FP", gamma=0.01, limit=120, steps=40, batch_size=32, z_dim=8, epochs=2,
             loss_weights="random", predictor_epochs=0, distribute="mirrored", out=sys.argv[1],
         )
         summary = train(config, verbose=0)
@@ -238,3 +238,20 @@ def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path):
     assert report["losses"][1] < report["losses"][0]
     assert report["changed"] > 1e-4
     assert (tmp_path / "run" / "encoder" / "saved_model.pb").exists()
+
+
+def test_predictor_steps_per_execution_trains_the_same():
+    from keras_pae.evaluation.predictors import STEPS_PER_EXECUTION, predictor_mlp
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(200, 6)).astype("float32"), rng.normal(size=(200, 2)).astype("float32")
+    histories = []
+    for steps in (1, STEPS_PER_EXECUTION):
+        keras.utils.set_random_seed(0)
+        model = predictor_mlp(6, (8,), 2, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", steps_per_execution=steps)
+        # 200 / 16: a partial last batch and fewer steps than one execution.
+        histories.append(model.fit(x, y, validation_data=(x[:50], y[:50]), epochs=3, batch_size=16, verbose=0).history)
+    assert histories[1]["loss"] == pytest.approx(histories[0]["loss"], rel=1e-5)
+    assert histories[1]["val_loss"] == pytest.approx(histories[0]["val_loss"], rel=1e-5)
+    assert histories[0]["loss"][-1] < histories[0]["loss"][0]
