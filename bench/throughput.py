@@ -160,6 +160,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best counts (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: %(default)s)")
     parser.add_argument("--z-dim", type=int, default=64, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of TensorFlow and PyTorch (default: the cores, %(default)s)")
     parser.add_argument("--jit-compile", action="store_true", help="compile the Keras train step with XLA")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-cache", action="store_true", help="skip the cached-feature rows")
@@ -172,6 +173,8 @@ def main(argv=None):
 
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from keras_pae.procedures import Procedure
 
     try:
@@ -182,7 +185,7 @@ def main(argv=None):
     if not args.no_torch:
         import torch
 
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -197,7 +200,7 @@ def main(argv=None):
     print(
         f"# {args.batch_size} images per step; best of {args.rounds} interleaved rounds of {args.steps} steps after "
         f"{args.warmup} warm-up steps; "
-        f"{os.cpu_count()} CPU threads; TensorFlow {tf.__version__}"
+        f"{args.threads} threads on {os.cpu_count()} cores; TensorFlow {tf.__version__}"
         + (f", PyTorch {torch.__version__}" if torch else "")
         + f"; XLA {'on' if args.jit_compile else 'off'}; load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
