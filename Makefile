@@ -35,3 +35,9 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) saved_models/*/ .pytest_cache
+
+# Training images/second of the six procedures, Keras against the authors' PyTorch
+# models (bench/torch_models.py), plus encoding and the LunarLander generator: ~3-5 min.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) bench/throughput.py

@@ -4,7 +4,9 @@ import argparse
 import os
 import sys
 
-from keras_pae.config import DATASETS, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig
+from keras_pae.config import (
+    DATASETS, DISTRIBUTE_CHOICES, FEATURE_CACHES, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig,
+)
 from keras_pae.procedures import PROCEDURES
 
 
@@ -64,6 +66,17 @@ def add_train_arguments(parser, grid_axes=True):
     )
     parser.add_argument("--predictor-trials", type=int, default=None, help="with --predictor-search tuner: stop after N trials (default: the whole space)")
     parser.add_argument("--nondeterministic", action="store_true", help="allow nondeterministic (possibly faster) TensorFlow ops")
+    parser.add_argument(
+        "--feature-cache", default=defaults.feature_cache, choices=FEATURE_CACHES,
+        help="auto: compute the loss network's features of the training images once (float16 on disk, in the run's "
+        "staging directory) for every procedure but I-I-PW; off: recompute them every step (default: %(default)s)",
+    )
+    parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA (slower on the CPU measured; see README)")
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU (loss network and losses stay float32)")
+    parser.add_argument(
+        "--distribute", default=defaults.distribute, choices=DISTRIBUTE_CHOICES,
+        help="mirrored: one model on all GPUs (or logical CPUs) with tf.distribute.MirroredStrategy (default: %(default)s)",
+    )
     return parser
 
 
@@ -94,6 +107,10 @@ def config_from_args(args):
         predictor_search=args.predictor_search,
         predictor_trials=args.predictor_trials,
         deterministic=not args.nondeterministic,
+        feature_cache=args.feature_cache,
+        jit_compile=args.jit_compile,
+        mixed_precision=args.mixed_precision,
+        distribute=args.distribute,
         out=getattr(args, "out", None),
     )
 

@@ -16,6 +16,11 @@ NAMED_LOSS_WEIGHTS = ("imagenet", "fashion_mnist", "random")
 # "mlps": the feature-prediction paper's seven MLPs; "tuner": the first
 # paper's KerasTuner space (tuning/).
 PREDICTOR_SEARCHES = ("mlps", "tuner")
+# "auto": cache p(X) of the training images once when the procedure uses the
+# loss network (measured faster for all five, see the README's Performance).
+FEATURE_CACHES = ("auto", "off")
+# "mirrored": tf.distribute.MirroredStrategy over the GPUs (or the logical CPUs).
+DISTRIBUTE_CHOICES = ("none", "mirrored")
 
 
 class JsonConfig:
@@ -86,6 +91,16 @@ class TrainConfig(JsonConfig):
         predictor_trials: with `"tuner"`, stop after this many trials (None:
             the whole space).
         deterministic: make TensorFlow ops deterministic (same seed, same losses).
+        feature_cache: `"auto"` computes the loss network's features of the
+            training images once (float16, memory-mapped, in the run's staging
+            directory) for every procedure but I-I-PW; `"off"` recomputes
+            them at every step.
+        jit_compile: compile the train step with XLA (measured slower on
+            this project's CPU; try it per device).
+        mixed_precision: train under the `mixed_float16` policy, the loss
+            network and the losses in float32; needs a GPU.
+        distribute: `"none"` or `"mirrored"` (one model replicated over the
+            GPUs, or the logical CPU devices, each taking a share of the batch).
         out: output directory; None picks one under `saved_models/`.
     """
 
@@ -114,6 +129,10 @@ class TrainConfig(JsonConfig):
     predictor_search: str = "mlps"
     predictor_trials: Optional[int] = None
     deterministic: bool = True
+    feature_cache: str = "auto"
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    distribute: str = "none"
     out: Optional[str] = None
 
     def validate(self):
@@ -141,6 +160,9 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"Unknown predictor search {self.predictor_search!r}; valid ones are {', '.join(PREDICTOR_SEARCHES)}."
             )
+        for name, valid in (("feature_cache", FEATURE_CACHES), ("distribute", DISTRIBUTE_CHOICES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}; valid values are {', '.join(valid)}.")
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0 (0 = plain autoencoder); got {self.gamma}.")
         if self.learning_rate <= 0:

@@ -57,6 +57,15 @@ class Procedure:
         """Whether training runs the loss network (all but I-I-PW)."""
         return self.encoder == "features" or self.loss != "pixel"
 
+    @property
+    def needs_images_given_features(self):
+        """Whether training still reads pixels once p(X) is known (cached).
+
+        The image encoder reads them, and so does PW; F-I-PS and F-F-FP only
+        need p(X) (F-I-PS's decoded images go through p, not the pixels).
+        """
+        return self.encoder == "image" or self.loss == "pixel"
+
     def __str__(self):
         return self.name
 

@@ -6,6 +6,7 @@ to `<out>/` only when the summary and the SavedModel are written, so a crash
 never leaves a directory that looks finished; `resume=True` continues it.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -18,8 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_pae import feature_cache
 from keras_pae.config import TrainConfig
 from keras_pae.data import pipeline, registry
+from keras_pae.optimizers import FusedAdam
 from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
 
 HISTORY_FILE = "history.csv"
@@ -28,6 +31,8 @@ PREDICTORS_FILE = "predictors.json"
 # The best-validation weights, kept by ModelCheckpoint; the finished run keeps them.
 WEIGHTS_FILE = "autoencoder.weights.h5"
 INCOMPLETE_SUFFIX = ".incomplete"
+# Cached loss-network features, under the staging directory; a finished run drops them.
+FEATURES_DIR = "features"
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -177,6 +182,63 @@ def _prepare_directories(config, resume, overwrite):
     return out, staging
 
 
+def distribution_strategy(name):
+    """The `tf.distribute` strategy called `name` (`TrainConfig.distribute`).
+
+    `"mirrored"` replicates the model on every GPU, or, without GPUs, on every
+    logical CPU device (one unless configured, as the tests do); the global
+    batch is split between the replicas.
+    """
+    if name == "none":
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+@contextlib.contextmanager
+def precision_policy(mixed):
+    """The `mixed_float16` dtype policy while building and training, if `mixed`.
+
+    Raises a ValueError without a GPU: float16 arithmetic on a CPU is emulated
+    and slower than float32.
+    """
+    if not mixed:
+        yield
+        return
+    if not tf.config.list_physical_devices("GPU"):
+        raise ValueError(
+            "--mixed-precision needs a GPU (mixed_float16); TensorFlow sees none here, so train in float32."
+        )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _cached_features(model, config, images, staging, verbose):
+    """The loss network's features of `images` for `config.feature_cache`, or None."""
+    directory = os.path.join(staging, FEATURES_DIR)
+    if config.feature_cache == "off" or not model.procedure.needs_loss_network:
+        feature_cache.remove(directory)
+        return None
+    needed = feature_cache.required_bytes(model.loss_network, len(images))
+    existing = sum(e.stat().st_size for e in os.scandir(directory)) if os.path.isdir(directory) else 0
+    free = shutil.disk_usage(staging).free + existing
+    if needed > 0.9 * free:
+        if verbose:
+            print(
+                f"Not caching loss-network features: they need {needed / 1e9:.1f} GB and {free / 1e9:.1f} GB "
+                "are free; computing them every step instead."
+            )
+        return None
+    return feature_cache.cached_features(
+        model.loss_network, images, directory, image_size=config.image_size,
+        fit=registry.info(config.dataset).fit, progress=bool(verbose),
+    )
+
+
 def _set_seeds(config):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -200,16 +262,19 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
 
     # Everything a user can get wrong fails here, before any directory exists.
     _set_seeds(config)
-    model = build_perceptual_autoencoder(
-        config.procedure,
-        image_shape=(config.image_size, config.image_size, 3),
-        z_dim=config.z_dim,
-        gamma=config.gamma,
-        loss_weights=config.loss_weights,
-        imagenet_normalize=config.imagenet_normalize,
-        seed=config.seed,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    strategy = distribution_strategy(config.distribute)
+    with precision_policy(config.mixed_precision), strategy.scope():
+        model = build_perceptual_autoencoder(
+            config.procedure,
+            image_shape=(config.image_size, config.image_size, 3),
+            z_dim=config.z_dim,
+            gamma=config.gamma,
+            loss_weights=config.loss_weights,
+            imagenet_normalize=config.imagenet_normalize,
+            seed=config.seed,
+        )
+        # Adam's arithmetic in one fused kernel per variable (see keras_pae.optimizers).
+        model.compile(optimizer=FusedAdam(config.learning_rate), jit_compile=config.jit_compile)
     data = registry.autoencoder_data(config, progress=bool(verbose))
     split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
 
@@ -217,19 +282,28 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     config.save(os.path.join(staging, "config.json"))
     history_path = os.path.join(staging, HISTORY_FILE)
     best_path = os.path.join(staging, WEIGHTS_FILE)
-    fit_to_model = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
-    fit_resumable(
-        model,
-        pipeline.image_dataset(
-            data.images[:split], config.batch_size, shuffle=True, seed=config.seed, **fit_to_model
-        ),
-        pipeline.image_dataset(data.images[split:], config.batch_size, **fit_to_model),
-        staging,
-        config.epochs,
-        best_weights=best_path,
-        patience=config.early_stopping_patience,
-        verbose=verbose,
-    )
+    inputs = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
+    train_inputs, validation_inputs = dict(inputs), dict(inputs)
+    features = None
+    if not os.path.exists(os.path.join(staging, FIT_DONE_FILE)):
+        features = _cached_features(model, config, data.images, staging, verbose)
+    if features is not None:
+        with_images = model.procedure.needs_images_given_features
+        train_inputs.update(features=features[:split], with_images=with_images)
+        validation_inputs.update(features=features[split:], with_images=with_images)
+    with precision_policy(config.mixed_precision):
+        fit_resumable(
+            model,
+            pipeline.image_dataset(data.images[:split], config.batch_size, shuffle=True, seed=config.seed, **train_inputs),
+            pipeline.image_dataset(data.images[split:], config.batch_size, **validation_inputs),
+            staging,
+            config.epochs,
+            best_weights=best_path,
+            patience=config.early_stopping_patience,
+            verbose=verbose,
+        )
+    del features
+    feature_cache.remove(os.path.join(staging, FEATURES_DIR))
 
     history = read_history(history_path)
     if not os.path.isfile(best_path):

@@ -8,7 +8,7 @@ import torch
 
 from keras_pae import alexnet_features
 from keras_pae import loss_network as loss_network_module
-from tests.torch_reference import alexnet_features_torch
+from bench.torch_models import alexnet_features_torch
 
 
 @pytest.fixture(scope="module")

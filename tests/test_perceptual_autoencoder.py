@@ -5,7 +5,7 @@ import pytest
 from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder
 from keras_pae import losses
 from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
-from tests.torch_reference import build_on_meta, trainable_parameters
+from bench.torch_models import build_on_meta, trainable_parameters
 
 
 def _trainable(model):

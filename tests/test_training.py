@@ -98,8 +98,9 @@ def test_resume_after_kill_continues(tmp_path):
     out = tmp_path / "killed"
     staging = tmp_path / "killed.incomplete"
     args = [
-        "--procedure", "I-I-PW", "--epochs", "4", "--limit", "400", "--steps", "40",
-        "--batch-size", "32", "--z-dim", "8", "--predictor-epochs", "0", "--out", str(out),
+        # I-F-FP: the resumed run reuses the cached loss-network features.
+        "--procedure", "I-F-FP", "--epochs", "4", "--limit", "400", "--steps", "40",
+        "--batch-size", "32", "--z-dim", "8", "--predictor-epochs", "0", "--loss-weights", "random", "--out", str(out),
     ]
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), *args],
@@ -125,6 +126,7 @@ def test_resume_after_kill_continues(tmp_path):
     assert [row["epoch"] for row in after] == [0, 1, 2, 3]
     assert after[: len(before)] == before
     assert json.loads((out / "summary.json").read_text())["epochs_run"] == 4
+    assert not (out / "features").exists(), "a finished run does not keep its feature cache"
 
 
 @pytest.mark.parametrize(
@@ -138,6 +140,8 @@ def test_resume_after_kill_continues(tmp_path):
         (["--loss-weights", "missing.weights.h5"], "missing.weights.h5"),
         (["--gamma", "-1"], "gamma"),
         (["--dataset", "mnist", "--reset-on-termination"], "--reset-on-termination"),
+        (["--feature-cache", "always"], "always"),
+        (["--distribute", "tpu"], "tpu"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, flags, named):

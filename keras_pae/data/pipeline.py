@@ -62,8 +62,11 @@ def to_model_images(images, image_size=None, fit="resize"):
     return tf.clip_by_value(tf.image.resize(images, (image_size, image_size)), 0.0, 1.0)
 
 
-def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, image_size=None, fit="resize"):
-    """Batches images (and labels) into float32 images in [0, 1].
+def image_dataset(
+    images, batch_size, shuffle=False, seed=None, labels=None, image_size=None, fit="resize",
+    features=None, with_images=True,
+):
+    """Batches images (and labels, or cached features) into float32 images in [0, 1].
 
     Args:
         images: array (N, H, W, C), uint8 in [0, 255] or float in [0, 1].
@@ -73,7 +76,15 @@ def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, ima
         labels: optional array (N, ...) yielded with the images.
         image_size: side the images are converted to (see `to_model_images`).
         fit: how other sizes reach `image_size`: `"resize"` or `"wrap"`.
+        features: optional cached loss-network features of `images`, as
+            `feature_cache.cached_features` returns them (possibly
+            memory-mapped); batches are then dicts `{"images", "features"}`
+            with float32 p(X), in the same order as without them.
+        with_images: with `features`, False leaves the images out (procedures
+            that need no pixels once p(X) is known: F-I-PS, F-F-FP).
     """
+    if features is not None:
+        return _feature_dataset(images, features, batch_size, shuffle, seed, image_size, fit, with_images)
     dataset = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -82,5 +93,33 @@ def image_dataset(images, batch_size, shuffle=False, seed=None, labels=None, ima
         convert = lambda x: to_model_images(x, image_size, fit)  # noqa: E731
     else:
         convert = lambda x, y: (to_model_images(x, image_size, fit), y)  # noqa: E731
+    dataset = dataset.batch(batch_size).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _feature_dataset(images, features, batch_size, shuffle, seed, image_size, fit, with_images):
+    from keras_pae.feature_cache import OFFSET
+
+    if len(features) != len(images):
+        raise ValueError(f"{len(features)} cached feature rows for {len(images)} images.")
+    # Rows are fetched by index, so memory-mapped features stay on disk; the
+    # shuffle permutes (image, index) pairs exactly as it permutes images alone.
+    indices = np.arange(len(images), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices((images, indices) if with_images else indices)
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    num_features = features.shape[1]
+
+    def fetch(batch_indices):
+        rows = tf.numpy_function(
+            lambda i: np.asarray(features[i]), [batch_indices], tf.as_dtype(features.dtype), stateful=False
+        )
+        rows.set_shape((None, num_features))
+        return tf.cast(rows, tf.float32) + OFFSET
+
+    if with_images:
+        convert = lambda x, i: {"images": to_model_images(x, image_size, fit), "features": fetch(i)}  # noqa: E731
+    else:
+        convert = lambda i: {"features": fetch(i)}  # noqa: E731
     dataset = dataset.batch(batch_size).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

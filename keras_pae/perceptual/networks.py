@@ -9,6 +9,7 @@ both heads even for a plain autoencoder, which only uses mu.
 
 import keras
 
+from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
 from keras_pae.procedures import check_image_size
 
 # torch BatchNorm2d defaults: momentum 0.1 (Keras counts the other way), eps 1e-5.
@@ -35,7 +36,7 @@ def image_encoder(image_shape, z_dim):
     x = inputs
     for i, channels in enumerate(ENCODER_CHANNELS):
         x = keras.layers.Conv2D(channels, 4, strides=2, padding="valid", name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = FusedBatchNormalization(**_BN, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, _latent_heads(x, z_dim), name="image_encoder")
@@ -59,7 +60,7 @@ def image_decoder(z_dim, image_shape):
     x = keras.layers.Reshape((*grid, 1024), name="reshape")(x)
     for i, (channels, kernel) in enumerate(((128, 5), (64, 5), (32, 6))):
         x = keras.layers.Conv2DTranspose(channels, kernel, strides=2, padding="valid", name=f"deconv{i}")(x)
-        x = keras.layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = FusedBatchNormalization(**_BN, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     outputs = keras.layers.Conv2DTranspose(
         image_shape[-1], 6, strides=2, padding="valid", activation="sigmoid", name="deconv3"

@@ -1,5 +1,7 @@
 """The model family of papers 1-2: one autoencoder class for all six procedures."""
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -81,18 +83,33 @@ class PerceptualAutoencoder(keras.Model):
         mu, _ = self.encode(images, training=training)
         return self.decoder(mu, training=training)
 
-    def compute_losses(self, images, training=False):
-        """Returns `(total, reconstruction, kl)` for a batch of images."""
-        target_features = self.features(images) if self.procedure.needs_loss_network else None
+    def compute_losses(self, images, training=False, features=None):
+        """Returns `(total, reconstruction, kl)` for a batch.
+
+        Args:
+            images: the images; None when `features` is given and the
+                procedure needs no pixels (F-I-PS, F-F-FP).
+            training: run the networks in training mode.
+            features: `self.features(images)` when already computed (the
+                cached loss-network features); the loss network then only
+                runs on decoded images (PS).
+        """
+        target_features = None
+        if features is not None:
+            target_features = ops.cast(ops.reshape(features, (ops.shape(features)[0], -1)), "float32")
+        elif self.procedure.needs_loss_network:
+            target_features = self.features(images)
         if self.procedure.encoder == "features":
             mu, logvar = self.encoder(target_features, training=training)
         else:
             mu, logvar = self.encoder(images, training=training)
+        mu, logvar = ops.cast(mu, "float32"), ops.cast(logvar, "float32")
         z = mu
         if self.variational:
             noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
             z = mu + noise * ops.exp(0.5 * logvar)
-        decoded = self.decoder(z, training=training)
+        # Losses in float32 whatever the dtype policy (mixed precision).
+        decoded = ops.cast(self.decoder(z, training=training), "float32")
         if self.procedure.loss == "pixel":
             reconstruction = losses.pixel_loss(images, decoded)
         elif self.procedure.loss == "perceptual":
@@ -111,13 +128,29 @@ class PerceptualAutoencoder(keras.Model):
             self.kl_loss_tracker.update_state(kl)
         return {m.name: m.result() for m in self.metrics}
 
+    @staticmethod
+    def _unpack(data):
+        """`(images, features)` of a batch: images, `(images, ...)` or a dict.
+
+        A dict with "images" and/or "features" carries cached loss-network
+        features (see `keras_pae.feature_cache`).
+        """
+        if isinstance(data, tuple):
+            data = data[0]
+        if isinstance(data, dict):
+            return data.get("images"), data.get("features")
+        return data, None
+
     def train_step(self, data):
         import tensorflow as tf
 
-        images = data[0] if isinstance(data, tuple) else data
+        images, features = self._unpack(data)
         with tf.GradientTape() as tape:
-            total, reconstruction, kl = self.compute_losses(images, training=True)
-        gradients = tape.gradient(total, self.trainable_weights)
+            total, reconstruction, kl = self.compute_losses(images, training=True, features=features)
+            # Gradients are summed over replicas (tf.distribute): scale for
+            # their mean; a LossScaleOptimizer (mixed float16) scales up.
+            scaled = self.optimizer.scale_loss(total / tf.distribute.get_strategy().num_replicas_in_sync)
+        gradients = tape.gradient(scaled, self.trainable_weights)
         # A plain autoencoder never uses its logvar head (kept so parameter
         # counts match the authors'): it gets no gradient and no update.
         pairs = [(g, v) for g, v in zip(gradients, self.trainable_weights) if g is not None]
@@ -125,8 +158,8 @@ class PerceptualAutoencoder(keras.Model):
         return self._update_trackers(total, reconstruction, kl)
 
     def test_step(self, data):
-        images = data[0] if isinstance(data, tuple) else data
-        return self._update_trackers(*self.compute_losses(images, training=False))
+        images, features = self._unpack(data)
+        return self._update_trackers(*self.compute_losses(images, training=False, features=features))
 
     def embedding_model(self):
         """A functional model mapping images to mu (with p inside for F-*)."""
@@ -192,9 +225,11 @@ def build_perceptual_autoencoder(
     if int(z_dim) < 1:
         raise ValueError(f"z_dim must be a positive integer; got {z_dim}.")
     if procedure.needs_loss_network and loss_network is None:
-        loss_network = alexnet_features(
-            image_shape, weights=loss_weights, imagenet_normalize=imagenet_normalize
-        )
+        # The frozen target network stays float32 under mixed precision.
+        with _dtype_policy("float32"):
+            loss_network = alexnet_features(
+                image_shape, weights=loss_weights, imagenet_normalize=imagenet_normalize
+            )
     feature_size = None
     if loss_network is not None:
         feature_size = 1
@@ -213,3 +248,13 @@ def build_perceptual_autoencoder(
     )
     model(ops.zeros((1, *image_shape)))  # builds the model (BackupAndRestore needs it)
     return model
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -2,10 +2,13 @@
 
 Written from the spec: `FourLayerCVAE`, `FeaturePredictorCVAE`,
 `FeatureAutoencoder` and `PerceptualFeatureToImgCVAE` of the authors'
-implementation, with both latent heads always present.
+implementation, with both latent heads always present. The tests count their
+parameters and check the loss network against them; `bench/throughput.py`
+trains them with a plain Adam loop, as the authors' code does.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,17 +49,23 @@ def _image_decoder(z_dim, image_size):
 
 
 class TorchProcedureModel(nn.Module):
-    """The authors' model of one procedure; the frozen loss network is included."""
+    """The authors' model of one procedure; the frozen loss network is included.
+
+    Args:
+        procedure: a procedure name such as `"I-F-FP"`.
+        z_dim: size of the latent space.
+        image_size: side of the square images (64 + 16n).
+    """
 
     def __init__(self, procedure, z_dim, image_size=64):
         super().__init__()
-        encoder_kind, decoder_kind, _ = procedure.split("-")
+        self.encoder_kind, self.decoder_kind, self.loss_kind = procedure.split("-")
         features = _feature_size(image_size)
         hidden = int(min(features / 2, 2048))
         self.loss_network = alexnet_features_torch()
         for p in self.loss_network.parameters():
             p.requires_grad = False
-        if encoder_kind == "I":
+        if self.encoder_kind == "I":
             side = image_size
             for _ in range(4):
                 side = (side - 4) // 2 + 1
@@ -67,12 +76,30 @@ class TorchProcedureModel(nn.Module):
             self.encoder = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
         self.mu = nn.Linear(flat, z_dim)
         self.logvar = nn.Linear(flat, z_dim)
-        if decoder_kind == "I":
+        if self.decoder_kind == "I":
             self.decoder = _image_decoder(z_dim, image_size)
         else:
             self.decoder = nn.Sequential(
                 nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, features)
             )
+
+    def features(self, images):
+        """p(images): sigmoid of the loss network, flattened (torch C, H, W order)."""
+        return torch.sigmoid(self.loss_network(images)).flatten(1)
+
+    def loss(self, images):
+        """The plain autoencoder's (gamma 0) reconstruction loss of an NCHW batch."""
+        target = None
+        if self.encoder_kind == "F" or self.loss_kind != "PW":
+            with torch.no_grad():
+                target = self.features(images)
+        mu = self.mu(self.encoder(images if self.encoder_kind == "I" else target))
+        decoded = self.decoder(mu)
+        if self.loss_kind == "PW":
+            return F.mse_loss(decoded, images)
+        if self.loss_kind == "PS":
+            return F.mse_loss(self.features(decoded), target)
+        return F.mse_loss(decoded, target)
 
 
 def trainable_parameters(module):

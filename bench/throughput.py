@@ -1,0 +1,247 @@
+"""Training and inference throughput, Keras against the authors' PyTorch models.
+
+    python bench/throughput.py [--steps 8] [--batch-size 128] [--procedures I-I-PS I-F-FP]
+
+Every procedure trains on the same random 64x64 images at the same batch size:
+the Keras model through its real `train_step` (`model.fit` with the optimizer
+and `tf.data` pipeline `train` uses), the PyTorch equivalent (`bench/torch_models.py`) with
+a plain Adam loop as the authors' code has. Images/second are timed over
+`--rounds` interleaved rounds of `--steps` steps after `--warmup` steps
+(tracing, allocation); the best round counts, so another process sharing the
+CPU for a while does not decide a ratio. Also timed: the
+same Keras training fed cached loss-network features (where the procedure uses
+them), the LunarLander generator and encoding (the embedding model's
+inference). The loss network has random weights: its speed does not depend on
+them. Prints a markdown table.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+PROCEDURES = ("I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP")
+
+
+class KerasTrainer:
+    """`model.fit` on `procedure`, built and warmed up once, timed per call.
+
+    Args:
+        procedure: procedure name.
+        images: uint8 array (N, 64, 64, 3).
+        args: the parsed flags.
+        features: `feature_cache.cached_features` of `images` to feed, or None.
+    """
+
+    def __init__(self, procedure, images, args, features=None):
+        import keras
+
+        from keras_pae import build_perceptual_autoencoder
+        from keras_pae.data import pipeline
+        from keras_pae.procedures import Procedure
+
+        try:  # the optimizer `train` uses
+            from keras_pae.optimizers import FusedAdam as Adam
+        except ImportError:  # the code before it existed
+            Adam = keras.optimizers.Adam
+        keras.utils.set_random_seed(0)
+        self.model = build_perceptual_autoencoder(procedure, images.shape[1:], z_dim=args.z_dim, loss_weights="random", seed=0)
+        self.model.compile(optimizer=Adam(1e-3), jit_compile=args.jit_compile)
+        kwargs = dict(shuffle=True, seed=0)
+        if features is not None:
+            kwargs.update(features=features, with_images=Procedure.parse(procedure).needs_images_given_features)
+        self.dataset = pipeline.image_dataset(images, args.batch_size, **kwargs).repeat()
+        self.batch_size = args.batch_size
+        self.run(args.warmup)
+
+    def run(self, steps):
+        import keras
+
+        times = []
+
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                times.append(time.perf_counter())
+
+        # One untimed step first: fit's own start-up is not training.
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[Timer()], shuffle=False, verbose=0)
+        return steps * self.batch_size / (times[-1] - times[0])
+
+
+class TorchTrainer:
+    """The PyTorch model's plain Adam loop on `procedure`, as the authors train."""
+
+    def __init__(self, procedure, images, args):
+        import torch
+
+        from bench.torch_models import TorchProcedureModel
+
+        torch.manual_seed(0)
+        self.model = TorchProcedureModel(procedure, args.z_dim, images.shape[1]).train()
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=1e-3)
+        self.data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+        self.batch_size = args.batch_size
+        self.step = 0
+        self.run(args.warmup)
+
+    def run(self, steps):
+        batches = len(self.data) // self.batch_size
+        start_time = time.perf_counter()
+        for _ in range(steps):
+            start = (self.step % batches) * self.batch_size
+            self.step += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model.loss(self.data[start:start + self.batch_size]).backward()
+            self.optimizer.step()
+        return steps * self.batch_size / (time.perf_counter() - start_time)
+
+
+def best_rates(trainers, args):
+    """Each trainer's best images/second over `args.rounds` interleaved rounds.
+
+    Interleaving and keeping the best round make the comparison fair when
+    another process shares the CPU for part of the run.
+    """
+    rates = [[] for _ in trainers]
+    for _ in range(args.rounds):
+        for rate, trainer in zip(rates, trainers):
+            rate.append(trainer.run(args.steps))
+    return [max(rate) for rate in rates]
+
+
+def encoding(procedure, images, args):
+    """Images/second of the embedding model's inference (batch 512, as `train` encodes)."""
+    import keras
+
+    from keras_pae import build_perceptual_autoencoder
+    from keras_pae.data import pipeline
+
+    keras.backend.clear_session()
+    model = build_perceptual_autoencoder(procedure, images.shape[1:], z_dim=args.z_dim, loss_weights="random")
+    embedder = model.embedding_model()
+    dataset = pipeline.image_dataset(images, 512)
+    embedder.predict(dataset.take(1), verbose=0)
+    start = time.perf_counter()
+    embedder.predict(dataset, verbose=0)
+    return len(images) / (time.perf_counter() - start)
+
+
+def generator(args):
+    """Frames/second of the LunarLander generator (rendering, uncached)."""
+    from keras_pae.data import lunarlander
+
+    start = time.perf_counter()
+    run = lunarlander.generate_run(
+        rollouts=args.rollouts, steps=args.rollout_steps, cache_dir=False, progress=False, seed=123
+    )
+    return len(run.images) / (time.perf_counter() - start)
+
+
+def _fmt(value):
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _ratio(a, b):
+    return "—" if a is None or b is None else f"{a / b:.2f}×"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--procedures", nargs="+", default=list(PROCEDURES), help="(default: all six)")
+    parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=4, help="timed training steps per round (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best counts (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: %(default)s)")
+    parser.add_argument("--z-dim", type=int, default=64, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of TensorFlow and PyTorch (default: the cores, %(default)s)")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the Keras train step with XLA")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    parser.add_argument("--no-cache", action="store_true", help="skip the cached-feature rows")
+    parser.add_argument("--rollouts", type=int, default=4, help="LunarLander rollouts to render; 0 skips (default: %(default)s)")
+    parser.add_argument("--rollout-steps", type=int, default=150, help="(default: %(default)s)")
+    parser.add_argument("--encode-images", type=int, default=4096, help="images to encode; 0 skips (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if min(args.warmup, args.steps, args.rounds) < 1:
+        parser.error("--warmup, --steps and --rounds must be >= 1")
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from keras_pae.procedures import Procedure
+
+    try:
+        from keras_pae import feature_cache as feature_cache_module
+    except ImportError:  # the code before feature caching existed
+        feature_cache_module = None
+    torch = None
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4 * args.batch_size, 64, 64, 3), dtype=np.uint8)
+    cache = None
+    if feature_cache_module is not None and not args.no_cache:
+        cache_dir = tempfile.mkdtemp(prefix="bench_features_")
+        from keras_pae import alexnet_features
+
+        cache = feature_cache_module.cached_features(alexnet_features(images.shape[1:], weights="random"), images, cache_dir)
+
+    print(
+        f"# {args.batch_size} images per step; best of {args.rounds} interleaved rounds of {args.steps} steps after "
+        f"{args.warmup} warm-up steps; "
+        f"{args.threads} threads on {os.cpu_count()} cores; TensorFlow {tf.__version__}"
+        + (f", PyTorch {torch.__version__}" if torch else "")
+        + f"; XLA {'on' if args.jit_compile else 'off'}; load average {os.getloadavg()[0]:.2f} at start",
+        flush=True,
+    )
+    rows = []
+    for procedure in args.procedures:
+        import keras
+
+        name = Procedure.parse(procedure).name
+        keras.backend.clear_session()
+        trainers = [KerasTrainer(name, images, args)]
+        if torch is not None:
+            trainers.append(TorchTrainer(name, images, args))
+        if cache is not None and Procedure.parse(name).needs_loss_network:
+            trainers.append(KerasTrainer(name, images, args, features=cache))
+        rates = iter(best_rates(trainers, args))
+        keras_rate = next(rates)
+        torch_rate = next(rates) if torch is not None else None
+        cached_rate = next(rates, None)
+        rows.append((name, keras_rate, torch_rate, cached_rate))
+        print(f"  {name}: keras {keras_rate:.0f}, torch {_fmt(torch_rate)}, cached {_fmt(cached_rate)} img/s", file=sys.stderr, flush=True)
+
+    print()
+    print("| procedure | Keras img/s | PyTorch img/s | Keras / PyTorch | Keras, cached p(X) img/s | cached / uncached |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, keras_rate, torch_rate, cached_rate in rows:
+        print(
+            f"| {name} | {_fmt(keras_rate)} | {_fmt(torch_rate)} | {_ratio(keras_rate, torch_rate)} "
+            f"| {_fmt(cached_rate)} | {_ratio(cached_rate, keras_rate)} |"
+        )
+    print()
+    print("| other | images/s |")
+    print("|---|---:|")
+    if args.encode_images:
+        encode = rng.integers(0, 256, (args.encode_images, 64, 64, 3), dtype=np.uint8)
+        for procedure, label in (("I-F-FP", "encoding, image encoder"), ("F-F-FP", "encoding, feature encoder (p inside)")):
+            print(f"| {label} | {_fmt(encoding(procedure, encode, args))} |", flush=True)
+    if args.rollouts:
+        print(f"| LunarLander generator, {args.rollouts} rollouts × {args.rollout_steps} steps | {_fmt(generator(args))} |")
+    print(f"\nTotal {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end.")
+
+
+if __name__ == "__main__":
+    main()

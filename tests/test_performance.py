@@ -1,0 +1,285 @@
+"""Cached loss-network features, the fused Adam, mixed precision and MirroredStrategy."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder, feature_cache
+from keras_pae.config import TrainConfig
+from keras_pae.data import pipeline
+from keras_pae.optimizers import FusedAdam
+from keras_pae.training import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHED = [p for p in PROCEDURES if Procedure.parse(p).needs_loss_network]
+# float16 of p(X) - 0.5 in [0, 0.5): at most half a float16 step at 0.5.
+FLOAT16_ERROR = 2.0**-13
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def loss_network():
+    return alexnet_features(weights="random")
+
+
+def _features(loss_network, images):
+    model_images = pipeline.to_model_images(images)
+    return keras.ops.convert_to_numpy(loss_network(model_images)).reshape(len(images), -1)
+
+
+def test_cached_features_round_trip(tmp_path, images, loss_network):
+    cached = feature_cache.cached_features(loss_network, images, str(tmp_path))
+    assert isinstance(cached, np.memmap) and cached.dtype == np.float16
+    assert cached.shape == (12, 9408)
+    exact = _features(loss_network, images)
+    error = np.abs(cached.astype(np.float32) + feature_cache.OFFSET - exact)
+    assert error.max() <= FLOAT16_ERROR
+    # Stored around 0.5, the typical error is far below float16's step at 0.5 (2^-11).
+    assert error.mean() < 2.0**-16
+    # Asked again, the same file is read, not recomputed.
+    (path,) = tmp_path.glob("features-*.npy")
+    mtime = path.stat().st_mtime_ns
+    again = feature_cache.cached_features(loss_network, images, str(tmp_path))
+    np.testing.assert_array_equal(again, cached)
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_cache_is_invalidated_by_images_weights_and_size(tmp_path, images, loss_network):
+    key = feature_cache.cache_key(loss_network, images)
+    changed = images.copy()
+    changed[3, 10, 10, 0] ^= 1
+    assert feature_cache.cache_key(loss_network, changed) != key
+    assert feature_cache.cache_key(loss_network, images[:-1]) != key  # another --limit
+    assert feature_cache.cache_key(alexnet_features(weights="random", seed=1), images) != key
+    assert feature_cache.cache_key(loss_network, images, image_size=80) != key
+    assert feature_cache.cache_key(loss_network, images) == key
+
+    first = np.array(feature_cache.cached_features(loss_network, images, str(tmp_path)))
+    second = feature_cache.cached_features(loss_network, images[::-1].copy(), str(tmp_path))
+    assert len(list(tmp_path.glob("features-*.npy"))) == 1, "the stale file is removed"
+    np.testing.assert_array_equal(np.asarray(second), first[::-1])
+
+
+@pytest.mark.parametrize("procedure", CACHED)
+def test_cached_features_give_the_same_loss(tmp_path, images, loss_network, procedure):
+    """Same batch, same weights: the losses with cached p(X) equal the uncached ones."""
+    cached = feature_cache.cached_features(loss_network, images, str(tmp_path))
+    with_images = Procedure.parse(procedure).needs_images_given_features
+    batch = next(iter(pipeline.image_dataset(images, 12, features=cached, with_images=with_images)))
+    assert sorted(batch) == (["features", "images"] if with_images else ["features"])
+    model_images = pipeline.to_model_images(images)
+
+    keras.utils.set_random_seed(0)
+    model = build_perceptual_autoencoder(procedure, z_dim=8, loss_network=loss_network, seed=0)
+    uncached_loss = float(model.compute_losses(model_images)[0])
+    cached_loss = float(model.compute_losses(batch.get("images"), features=batch["features"])[0])
+    assert cached_loss == pytest.approx(uncached_loss, rel=2e-3)
+
+    # One training step each from the same weights: the same loss and update
+    # (SGD: Adam's first step is lr * sign(g), which hides the gradient).
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    initial = [w.numpy() for w in model.weights]
+    model.reset_metrics()
+    uncached_step = float(model.train_step(model_images)["loss"])
+    uncached_weights = [w.numpy() for w in model.trainable_weights]
+    for weight, value in zip(model.weights, initial):
+        weight.assign(value)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.reset_metrics()
+    cached_step = float(model.train_step(batch)["loss"])
+    assert cached_step == pytest.approx(uncached_step, rel=2e-3)
+    initial_trainable = [v for w, v in zip(model.weights, initial) if w.trainable]
+    uncached_delta = np.concatenate([(u - i).ravel() for u, i in zip(uncached_weights, initial_trainable)])
+    cached_delta = np.concatenate([(w.numpy() - i).ravel() for w, i in zip(model.trainable_weights, initial_trainable)])
+    scale = np.abs(uncached_delta).max()
+    assert scale > 0
+    assert np.abs(cached_delta - uncached_delta).max() <= 1e-2 * scale
+    validation = {}
+    for name, data in (("cached", batch), ("uncached", model_images)):
+        model.reset_metrics()
+        validation[name] = float(model.test_step(data)["loss"])
+    assert validation["cached"] == pytest.approx(validation["uncached"], rel=2e-3)
+
+
+def test_feature_encoder_reads_the_cache_in_the_uncached_order(tmp_path, images, loss_network):
+    """F-*: the encoder input comes from the cache, batch for batch as without it."""
+    cached = feature_cache.cached_features(loss_network, images, str(tmp_path))
+    plain = list(pipeline.image_dataset(images, 5, shuffle=True, seed=3))
+    only_features = list(pipeline.image_dataset(images, 5, shuffle=True, seed=3, features=cached, with_images=False))
+    both = list(pipeline.image_dataset(images, 5, shuffle=True, seed=3, features=cached))
+    assert [len(b) for b in plain] == [len(b["features"]) for b in only_features] == [5, 5, 2]
+    model = build_perceptual_autoencoder("F-F-FP", z_dim=8, loss_network=loss_network)
+    for plain_batch, feature_batch, both_batch in zip(plain, only_features, both):
+        np.testing.assert_array_equal(both_batch["images"], plain_batch)
+        np.testing.assert_array_equal(both_batch["features"], feature_batch["features"])
+        exact = keras.ops.convert_to_numpy(model.features(plain_batch))
+        np.testing.assert_allclose(feature_batch["features"], exact, atol=FLOAT16_ERROR)
+        mu_cached, _ = model.encoder(feature_batch["features"])
+        mu, _ = model.encode(plain_batch)
+        np.testing.assert_allclose(mu_cached, mu, atol=1e-3)
+
+
+def test_training_with_and_without_the_cache(tmp_path):
+    small = dict(limit=120, steps=40, batch_size=32, z_dim=8, loss_weights="random", predictor_epochs=0, epochs=1)
+    runs = {
+        mode: train(TrainConfig(procedure="F-F-FP", feature_cache=mode, out=str(tmp_path / mode), **small), verbose=0)
+        for mode in ("auto", "off")
+    }
+    cached, uncached = (runs[m]["history"][0] for m in ("auto", "off"))
+    assert cached["loss"] == pytest.approx(uncached["loss"], rel=1e-3)
+    assert cached["val_loss"] == pytest.approx(uncached["val_loss"], rel=1e-3)
+    assert runs["auto"]["config"]["feature_cache"] == "auto" and runs["off"]["config"]["feature_cache"] == "off"
+    assert not (tmp_path / "auto" / "features").exists()
+    with pytest.raises(ValueError, match="auto, off"):
+        TrainConfig(feature_cache="always").validate()
+
+
+def test_fused_adam_matches_adam():
+    rng = np.random.default_rng(0)
+    initial = rng.normal(size=(30, 20)).astype("float32")
+    gradients = [rng.normal(size=(30, 20)).astype("float32") * scale for scale in (1, 0.1, 1e-4, 10)]
+    results = []
+    for optimizer in (keras.optimizers.Adam(1e-2), FusedAdam(1e-2)):
+        variable = keras.Variable(initial)
+        for gradient in gradients:
+            optimizer.apply([gradient], [variable])
+        results.append(variable.numpy())
+    assert np.abs(results[1] - initial).max() > 0.01
+    np.testing.assert_allclose(results[1], results[0], atol=1e-6)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(FusedAdam(3e-4)))
+    assert isinstance(restored, FusedAdam) and float(restored.learning_rate) == pytest.approx(3e-4)
+
+
+def test_mixed_precision_keeps_the_loss_network_and_loss_in_float32(images):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_perceptual_autoencoder("I-I-PS", z_dim=8, loss_weights="random", seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        assert model.decoder.dtype_policy.compute_dtype == "float16"
+        assert model.loss_network.dtype_policy.name == "float32"
+        logs = model.train_step(pipeline.to_model_images(images[:4]))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert logs["loss"].dtype == "float32" and np.isfinite(float(logs["loss"]))
+
+
+def test_mixed_precision_refuses_without_a_gpu(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    config = TrainConfig(limit=80, steps=40, loss_weights="random", mixed_precision=True, out=str(tmp_path / "mp"))
+    with pytest.raises(ValueError, match="needs a GPU"):
+        train(config, verbose=0)
+    assert not (tmp_path / "mp.incomplete").exists()
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+
+    # Two logical devices on the one CPU, before TensorFlow initialises.
+    (cpu,) = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    def main():
+        import numpy as np
+        from keras_pae.config import TrainConfig
+        from keras_pae.training import distribution_strategy, load_run, train
+
+        config = TrainConfig(
+            procedure="I-F-FP", gamma=0.01, limit=120, steps=40, batch_size=32, z_dim=8, epochs=2,
+            loss_weights="random", predictor_epochs=0, distribute="mirrored", out=sys.argv[1],
+        )
+        summary = train(config, verbose=0)
+        trained = load_run(sys.argv[1]).encoder.get_layer("conv0").kernel.numpy()
+        # The same seed's initial weights, for "training changed them".
+        import keras
+        from keras_pae import build_perceptual_autoencoder
+        keras.utils.set_random_seed(config.seed)
+        initial = build_perceptual_autoencoder("I-F-FP", z_dim=8, gamma=0.01, loss_weights="random", seed=0)
+        print(json.dumps({
+            "replicas": distribution_strategy("mirrored").num_replicas_in_sync,
+            "losses": [row["loss"] for row in summary["history"]],
+            "val_losses": [row["val_loss"] for row in summary["history"]],
+            "changed": float(np.abs(trained - initial.encoder.get_layer("conv0").kernel.numpy()).max()),
+        }))
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert all(np.isfinite(report["losses"] + report["val_losses"]))
+    assert report["losses"][1] < report["losses"][0]
+    assert report["changed"] > 1e-4
+    assert (tmp_path / "run" / "encoder" / "saved_model.pb").exists()
+
+
+def test_predictor_steps_per_execution_trains_the_same():
+    from keras_pae.evaluation.predictors import STEPS_PER_EXECUTION, predictor_mlp
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(200, 6)).astype("float32"), rng.normal(size=(200, 2)).astype("float32")
+    histories = []
+    for steps in (1, STEPS_PER_EXECUTION):
+        keras.utils.set_random_seed(0)
+        model = predictor_mlp(6, (8,), 2, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", steps_per_execution=steps)
+        # 200 / 16: a partial last batch and fewer steps than one execution.
+        histories.append(model.fit(x, y, validation_data=(x[:50], y[:50]), epochs=3, batch_size=16, verbose=0).history)
+    assert histories[1]["loss"] == pytest.approx(histories[0]["loss"], rel=1e-5)
+    assert histories[1]["val_loss"] == pytest.approx(histories[0]["val_loss"], rel=1e-5)
+    assert histories[0]["loss"][-1] < histories[0]["loss"][0]
+
+
+def test_fused_batch_normalization_matches_keras():
+    import tensorflow as tf
+
+    from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2, 3, size=(8, 5, 5, 6)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(8, 5, 5, 6)).astype("float32"))
+    results = []
+    for layer_class in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = layer_class(momentum=0.9, epsilon=1e-5)
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        results.append(
+            [y, *gradients, layer.moving_mean, layer.moving_variance, layer(x, training=False)]
+        )
+    for keras_value, fused_value in zip(*results):
+        keras_value, fused_value = np.asarray(keras_value), np.asarray(fused_value)
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-5 * np.abs(keras_value).max())
+    assert np.abs(np.asarray(results[1][4])).max() > 0.1  # the moving mean moved
