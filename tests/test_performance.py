@@ -283,3 +283,72 @@ def test_fused_batch_normalization_matches_keras():
         keras_value, fused_value = np.asarray(keras_value), np.asarray(fused_value)
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-5 * np.abs(keras_value).max())
     assert np.abs(np.asarray(results[1][4])).max() > 0.1  # the moving mean moved
+
+
+def _same_layer_outputs_and_gradients(fast, plain, shape, rtol):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    fast.build(shape)
+    plain.build(shape)
+    weights = [rng.normal(scale=0.1, size=v.shape).astype(np.float32) for v in plain.weights]
+    fast.set_weights(weights)
+    plain.set_weights(weights)
+    results = []
+    for layer in (fast, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.square(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=rtol, atol=rtol * float(np.abs(b.numpy()).max()))
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    [((2, 68, 68, 3), 11, 4), ((2, 100, 100, 3), 11, 4), ((2, 31, 31, 5), 4, 2), ((2, 13, 10, 5), 3, 2), ((2, 17, 17, 2), 5, 3)],
+)
+def test_space_to_depth_convolution_matches_keras(shape, kernel, stride):
+    from keras_pae.loss_network import Conv2D
+
+    # AlexNet's first layer at 64 and 96 px, and sides that are not whole blocks.
+    _same_layer_outputs_and_gradients(
+        Conv2D(6, kernel, strides=stride), keras.layers.Conv2D(6, kernel, strides=stride), shape, rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1, 16), (3, 3, 3, 16)])
+def test_one_pixel_transposed_convolution_matches_keras(shape):
+    from keras_pae.perceptual.conv_transpose import Conv2DTranspose
+
+    # 1x1: the matrix-product path (the 64x64 decoder); 3x3: Keras's own (96x96).
+    _same_layer_outputs_and_gradients(
+        Conv2DTranspose(8, 5, strides=2, activation="relu"),
+        keras.layers.Conv2DTranspose(8, 5, strides=2, activation="relu"),
+        shape,
+        rtol=1e-5,
+    )
+
+
+def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
+    from keras_pae import loss_network as loss_network_module
+    from keras_pae.perceptual import networks
+
+    # Decoder and loss network built with Keras's own layers, as older runs were...
+    monkeypatch.setattr(networks, "Conv2DTranspose", keras.layers.Conv2DTranspose)
+    monkeypatch.setattr(loss_network_module, "Conv2D", keras.layers.Conv2D)
+    plain = build_perceptual_autoencoder("I-I-PS", loss_weights="random", seed=1)
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    monkeypatch.undo()
+    fast = build_perceptual_autoencoder("I-I-PS", loss_weights="random", seed=2)
+    assert type(fast.decoder.get_layer("deconv0")) is not keras.layers.Conv2DTranspose
+    # ...load into the fast layers and compute the same.
+    fast.load_weights(tmp_path / "plain.weights.h5")
+    images = np.random.default_rng(4).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fast.compute_losses(images)[0]),
+        keras.ops.convert_to_numpy(plain.compute_losses(images)[0]),
+        rtol=1e-4,
+    )

@@ -9,6 +9,7 @@ both heads even for a plain autoencoder, which only uses mu.
 
 import keras
 
+from keras_pae.perceptual.conv_transpose import Conv2DTranspose
 from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
 from keras_pae.procedures import check_image_size
 
@@ -59,10 +60,10 @@ def image_decoder(z_dim, image_shape):
     x = keras.layers.Dense(grid[0] * grid[1] * 1024, activation="relu", name="dense")(inputs)
     x = keras.layers.Reshape((*grid, 1024), name="reshape")(x)
     for i, (channels, kernel) in enumerate(((128, 5), (64, 5), (32, 6))):
-        x = keras.layers.Conv2DTranspose(channels, kernel, strides=2, padding="valid", name=f"deconv{i}")(x)
+        x = Conv2DTranspose(channels, kernel, strides=2, padding="valid", name=f"deconv{i}")(x)
         x = FusedBatchNormalization(**_BN, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-    outputs = keras.layers.Conv2DTranspose(
+    outputs = Conv2DTranspose(
         image_shape[-1], 6, strides=2, padding="valid", activation="sigmoid", name="deconv3"
     )(x)
     return keras.Model(inputs, outputs, name="image_decoder")
