@@ -21,7 +21,7 @@ $(STAMP): setup.cfg
 # 60/30/20 rollouts that start a new episode when one ends (more frames of a
 # lander in flight than the authors' never-reset protocol), at batch 64 (not the
 # paper's 512, which gives too few Adam steps on so little data). See the README's
-# "The loss network" for what it measured. About 10 minutes on 2 cores.
+# "The loss network" for what it measured. About 8 minutes on 2 cores.
 DEMO := --dataset lunarlander --loss-weights fashion_mnist --limit 9000 --batch-size 64 \
 	--predictor-rollouts 30 --test-rollouts 20 --reset-on-termination --epochs 8 --predictor-epochs 100 --overwrite
 
