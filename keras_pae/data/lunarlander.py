@@ -144,7 +144,7 @@ def generate_run(
             the authors' script: their gym kept stepping the ended episode,
             which is where most off-screen frames, and the frames of a lander
             lying still on the ground, come from. True gives more frames of a
-            lander in flight, closer to the setting of issue 7's measurements.
+            lander in flight (`make train` uses it; see the README).
 
     Returns:
         A `LunarLanderRun` of `rollouts * steps` frames; callers filter it.
