@@ -217,6 +217,7 @@ def collect(base, grid, out):
                             "best_val_loss": summary["best_val_loss"],
                             "test_metric": predictors.get("test_metric", ""),
                             "test_value": predictors.get("test_value", float("nan")),
+                            "baseline_value": predictors.get("baseline_value", float("nan")),
                             "chosen_predictor": json.dumps(predictors.get("chosen")),
                             "run": os.path.relpath(run_dir(out, config), out),
                         }
@@ -269,6 +270,10 @@ def report_markdown(rows):
             lines.append("")
     repetitions = max(r["repetition"] for r in rows) + 1
     lines.append(f"Mean ± sample standard deviation over up to {repetitions} repetitions; {len(rows)} runs.")
+    baselines = [float(r["baseline_value"]) for r in rows if r["test_metric"] and r.get("baseline_value") is not None]
+    baselines = [b for b in baselines if b == b]  # runs from before the baseline existed have NaN
+    if baselines:
+        lines += ["", f"Without the embedding (predicting the mean training label): {mean_std(baselines)[0]:.{digits}f}."]
     return "\n".join(lines) + "\n"
 
 

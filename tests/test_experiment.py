@@ -48,6 +48,9 @@ def test_two_point_grid_writes_results_report_and_plots_and_rerun_trains_nothing
     assert all(float(r["test_value"]) > 0 and float(r["seconds_per_epoch"]) > 0 for r in rows)
     report = (tmp_path / REPORT_FILE).read_text()
     assert "| I-I-PW |" in report and "| I-F-FP |" in report and "z = 8" in report
+    # Both runs see the same predictor data, so one baseline for the whole grid.
+    assert rows[0]["baseline_value"] == rows[1]["baseline_value"]
+    assert f"Without the embedding (predicting the mean training label): {float(rows[0]['baseline_value']):.2f}." in report
     for plot in (TIME_PLOT, RECONSTRUCTION_PLOT):
         with Image.open(tmp_path / plot) as image:
             assert image.size[0] > 100 and image.size[1] > 100
