@@ -23,7 +23,7 @@ from keras_pae import feature_cache
 from keras_pae.config import TrainConfig
 from keras_pae.data import pipeline, registry
 from keras_pae.optimizers import FusedAdam
-from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder, dtype_policy
 
 HISTORY_FILE = "history.csv"
 FIT_DONE_FILE = "fit.done"
@@ -209,12 +209,8 @@ def precision_policy(mixed):
         raise ValueError(
             "--mixed-precision needs a GPU (mixed_float16); TensorFlow sees none here, so train in float32."
         )
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _cached_features(model, config, images, staging, verbose):

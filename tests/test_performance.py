@@ -178,7 +178,7 @@ def test_mixed_precision_refuses_without_a_gpu(tmp_path):
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
-        pytest.skip("this machine has a GPU")
+        pytest.skip("checks the refusal on a machine without a GPU; this one has a GPU, where --mixed-precision is allowed")
     config = TrainConfig(limit=80, steps=40, loss_weights="random", mixed_precision=True, out=str(tmp_path / "mp"))
     with pytest.raises(ValueError, match="needs a GPU"):
         train(config, verbose=0)

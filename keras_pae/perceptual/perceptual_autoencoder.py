@@ -226,7 +226,7 @@ def build_perceptual_autoencoder(
         raise ValueError(f"z_dim must be a positive integer; got {z_dim}.")
     if procedure.needs_loss_network and loss_network is None:
         # The frozen target network stays float32 under mixed precision.
-        with _dtype_policy("float32"):
+        with dtype_policy("float32"):
             loss_network = alexnet_features(
                 image_shape, weights=loss_weights, imagenet_normalize=imagenet_normalize
             )
@@ -251,7 +251,8 @@ def build_perceptual_autoencoder(
 
 
 @contextlib.contextmanager
-def _dtype_policy(policy):
+def dtype_policy(policy):
+    """Keras's global dtype policy set to `policy` inside the block, restored after."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
