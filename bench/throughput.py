@@ -52,8 +52,10 @@ class KerasTrainer:
         except ImportError:  # the code before it existed
             Adam = keras.optimizers.Adam
         keras.utils.set_random_seed(0)
-        self.model = build_perceptual_autoencoder(procedure, images.shape[1:], z_dim=args.z_dim, loss_weights="random", seed=0)
-        self.model.compile(optimizer=Adam(1e-3), jit_compile=args.jit_compile)
+        self.mixed_precision = args.mixed_precision
+        with _precision_policy(self.mixed_precision):
+            self.model = build_perceptual_autoencoder(procedure, images.shape[1:], z_dim=args.z_dim, loss_weights="random", seed=0)
+            self.model.compile(optimizer=Adam(1e-3), jit_compile=args.jit_compile)
         kwargs = dict(shuffle=True, seed=0)
         if features is not None:
             kwargs.update(features=features, with_images=Procedure.parse(procedure).needs_images_given_features)
@@ -71,8 +73,20 @@ class KerasTrainer:
                 times.append(time.perf_counter())
 
         # One untimed step first: fit's own start-up is not training.
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[Timer()], shuffle=False, verbose=0)
+        with _precision_policy(self.mixed_precision):
+            self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[Timer()], shuffle=False, verbose=0)
         return steps * self.batch_size / (times[-1] - times[0])
+
+
+def _precision_policy(mixed):
+    """`train`'s --mixed-precision dtype policy (a no-op context when off)."""
+    import contextlib
+
+    if not mixed:
+        return contextlib.nullcontext()
+    from keras_pae.training import precision_policy
+
+    return precision_policy(True)
 
 
 class TorchTrainer:
@@ -144,6 +158,27 @@ def generator(args):
     return len(run.images) / (time.perf_counter() - start)
 
 
+def target_lines(rows):
+    """The issue's two targets, where the run measured their procedures.
+
+    Each procedure counts at its default: cached p(X) where it has a cached row.
+    """
+    default = {name: cached or keras for name, keras, _, cached in rows}
+    lines = []
+    for name, _, torch_rate, _ in rows:
+        if name == "I-I-PS" and torch_rate:
+            lines.append(f"- I-I-PS, Keras (default) / PyTorch: {default[name] / torch_rate:.2f}× (target ≥ 1.5×)")
+    if "I-F-FP" in default and "I-I-PS" in default:
+        lines.append(f"- I-F-FP (default) / I-I-PS (default): {default['I-F-FP'] / default['I-I-PS']:.2f}× (target ≥ 2×)")
+    return lines
+
+
+def _mixed_policy():
+    from keras_pae.training import mixed_precision_policy
+
+    return mixed_precision_policy()
+
+
 def _fmt(value):
     return "—" if value is None else f"{value:,.0f}"
 
@@ -162,6 +197,10 @@ def main(argv=None):
     parser.add_argument("--z-dim", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of TensorFlow and PyTorch (default: the cores, %(default)s)")
     parser.add_argument("--jit-compile", action="store_true", help="compile the Keras train step with XLA")
+    parser.add_argument(
+        "--mixed-precision", action="store_true",
+        help="train the Keras models as train.py --mixed-precision does (bfloat16 on a CPU with bfloat16 instructions)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-cache", action="store_true", help="skip the cached-feature rows")
     parser.add_argument("--rollouts", type=int, default=4, help="LunarLander rollouts to render; 0 skips (default: %(default)s)")
@@ -175,6 +214,11 @@ def main(argv=None):
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.mixed_precision:
+        try:
+            _mixed_policy()
+        except ValueError as error:
+            parser.error(str(error))
     from keras_pae.procedures import Procedure
 
     try:
@@ -202,7 +246,9 @@ def main(argv=None):
         f"{args.warmup} warm-up steps; "
         f"{args.threads} threads on {os.cpu_count()} cores; TensorFlow {tf.__version__}"
         + (f", PyTorch {torch.__version__}" if torch else "")
-        + f"; XLA {'on' if args.jit_compile else 'off'}; load average {os.getloadavg()[0]:.2f} at start",
+        + f"; XLA {'on' if args.jit_compile else 'off'}"
+        + (f"; Keras under {_mixed_policy()}" if args.mixed_precision else "")
+        + f"; load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
     rows = []
@@ -231,6 +277,9 @@ def main(argv=None):
             f"| {name} | {_fmt(keras_rate)} | {_fmt(torch_rate)} | {_ratio(keras_rate, torch_rate)} "
             f"| {_fmt(cached_rate)} | {_ratio(cached_rate, keras_rate)} |"
         )
+    print()
+    for line in target_lines(rows):
+        print(line)
     print()
     print("| other | images/s |")
     print("|---|---:|")

@@ -72,7 +72,7 @@ def add_train_arguments(parser, grid_axes=True):
         "staging directory) for every procedure but I-I-PW; off: recompute them every step (default: %(default)s)",
     )
     parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA (slower on the CPU measured; see README)")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU (loss network and losses stay float32)")
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 instructions (loss network and losses stay float32)")
     parser.add_argument(
         "--distribute", default=defaults.distribute, choices=DISTRIBUTE_CHOICES,
         help="mirrored: one model on all GPUs (or logical CPUs) with tf.distribute.MirroredStrategy (default: %(default)s)",

@@ -97,8 +97,9 @@ class TrainConfig(JsonConfig):
             them at every step.
         jit_compile: compile the train step with XLA (measured slower on
             this project's CPU; try it per device).
-        mixed_precision: train under the `mixed_float16` policy, the loss
-            network and the losses in float32; needs a GPU.
+        mixed_precision: train under `mixed_float16` on a GPU or
+            `mixed_bfloat16` on a CPU with bfloat16 instructions, the loss
+            network and the losses in float32; refused on other CPUs.
         distribute: `"none"` or `"mirrored"` (one model replicated over the
             GPUs, or the logical CPU devices, each taking a share of the batch).
         out: output directory; None picks one under `saved_models/`.

@@ -174,15 +174,99 @@ def test_mixed_precision_keeps_the_loss_network_and_loss_in_float32(images):
     assert logs["loss"].dtype == "float32" and np.isfinite(float(logs["loss"]))
 
 
-def test_mixed_precision_refuses_without_a_gpu(tmp_path):
+def test_mixed_precision_refuses_without_a_gpu_or_bfloat16_cpu(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("checks the refusal on a machine without a GPU; this one has a GPU, where --mixed-precision is allowed")
+    from keras_pae import training
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [])
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
     config = TrainConfig(limit=80, steps=40, loss_weights="random", mixed_precision=True, out=str(tmp_path / "mp"))
-    with pytest.raises(ValueError, match="needs a GPU"):
+    with pytest.raises(ValueError, match="needs a GPU .* or a CPU with bfloat16"):
         train(config, verbose=0)
     assert not (tmp_path / "mp.incomplete").exists()
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
+    assert training.mixed_precision_policy() == "mixed_bfloat16"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: ["GPU:0"] if device_type == "GPU" else [])
+    assert training.mixed_precision_policy() == "mixed_float16"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw amx_bf16 amx_tile\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n", False),
+        ("processor\t: 0\nFeatures\t: fp asimd sve i8mm bf16\n", True),
+        ("processor\t: 0\nFeatures\t: fp asimd evtstrm crc32\n", False),
+        (None, False),
+    ],
+)
+def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
+    from keras_pae.training import cpu_has_bfloat16
+
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert cpu_has_bfloat16(str(path)) is expected
+
+
+@pytest.mark.parametrize("procedure", ["I-I-PS", "I-F-FP"])
+def test_bfloat16_training_follows_float32(images, procedure):
+    """mixed_bfloat16: float32 weights, float32 loss, the same loss and gradient up to bfloat16 rounding."""
+    from keras_pae.perceptual.perceptual_autoencoder import dtype_policy
+
+    batch = pipeline.to_model_images(images)
+    reference = build_perceptual_autoencoder(procedure, z_dim=8, loss_weights="random", seed=0)
+    with dtype_policy("mixed_bfloat16"):
+        mixed = build_perceptual_autoencoder(procedure, z_dim=8, loss_weights="random", seed=0)
+    mixed.set_weights(reference.get_weights())
+    assert mixed.encoder.dtype_policy.compute_dtype == "bfloat16"
+    assert mixed.loss_network.dtype_policy.name == "float32"
+    assert all(w.dtype == "float32" for w in mixed.weights)
+
+    def loss_and_gradient(model):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = model.compute_losses(batch, training=True)[0]
+        gradients = tape.gradient(loss, model.trainable_weights)
+        return loss, np.concatenate([np.ravel(g) for g in gradients if g is not None])
+
+    loss, gradient = loss_and_gradient(reference)
+    mixed_loss, mixed_gradient = loss_and_gradient(mixed)
+    assert mixed_loss.dtype == "float32"
+    # bfloat16 keeps 8 significant bits: 2^-9 relative rounding per value.
+    assert float(mixed_loss) == pytest.approx(float(loss), rel=2e-3)
+    assert float(mixed_loss) != float(loss), "the mixed model computed in float32"
+    cosine = gradient @ mixed_gradient / (np.linalg.norm(gradient) * np.linalg.norm(mixed_gradient))
+    assert cosine > 0.99
+
+
+def test_bfloat16_run_evaluates_and_exports_in_float32(tmp_path, monkeypatch):
+    """A --mixed-precision run on a bfloat16 CPU trains, then its embeddings come from float32 networks."""
+    import tensorflow as tf
+
+    from keras_pae import training
+
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [])
+    out = tmp_path / "bf16"
+    config = TrainConfig(
+        limit=96, rollouts=4, steps=40, epochs=2, batch_size=32, loss_weights="random", predictor_epochs=2,
+        predictor_rollouts=2, test_rollouts=2, mixed_precision=True, out=str(out),
+    )
+    summary = train(config, verbose=0)
+    assert summary["epochs_run"] == 2 and np.isfinite(summary["best_val_loss"])
+    assert summary["predictors"] is not None
+    assert keras.config.dtype_policy().name == "float32", "the policy is restored"
+    rebuilt = training.load_run(str(out))
+    assert rebuilt.encoder.dtype_policy.name == "float32"
+    probe = pipeline.to_model_images(np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8))
+    exported = tf.saved_model.load(str(out / "encoder"))
+    np.testing.assert_allclose(
+        exported.serve(probe).numpy(), keras.ops.convert_to_numpy(rebuilt.embedding_model()(probe)), rtol=1e-5, atol=1e-6
+    )
 
 
 MIRRORED_SCRIPT = textwrap.dedent(

@@ -62,3 +62,45 @@ def test_landmark_error_averages_points_and_attribute_accuracy():
     outputs = np.array([[0.9, 0.2, 0.4], [0.1, 0.7, 0.8]])
     assert predictors.attribute_accuracy(outputs, attributes) == pytest.approx(4 / 6)
     assert predictors.test_metric("attributes") == ("attribute_accuracy", False)
+
+
+def _one_at_a_time(train, validation, hidden_layers, epochs, batch_size, seed=0):
+    """Each MLP alone with Keras's EarlyStopping: what training them together must reproduce."""
+    import keras
+
+    (x, y), (val_x, val_y) = train, validation
+    results = []
+    for hidden in hidden_layers:
+        keras.utils.set_random_seed(seed)
+        model = predictors.predictor_mlp(x.shape[-1], hidden, y.shape[-1], seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=predictors.STEPS_PER_EXECUTION)
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(10, epochs // 20), restore_best_weights=True)
+        history = model.fit(x, y, validation_data=(val_x, val_y), epochs=epochs, batch_size=batch_size, callbacks=[stopper], verbose=0)
+        results.append((history.history["val_loss"], model.predict(val_x, verbose=0)))
+    return results
+
+
+def test_training_together_equals_training_one_at_a_time():
+    """Same losses, same early stops, same kept weights as separate fits."""
+    rng = np.random.default_rng(2)
+    # Few, noisy examples: the large MLP overfits and stops early, the linear one runs on.
+    x = rng.normal(size=(130, 6)).astype(np.float32)
+    y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1).astype(np.float32)
+    y += 0.5 * rng.normal(size=y.shape).astype(np.float32)
+    # Batches of 16: the last training (60) and validation (70) batch is smaller.
+    train, validation = (x[:60], y[:60]), (x[60:], y[60:])
+    epochs, hidden_layers = 50, ((), (32,), (128, 128))
+    result = predictors.evaluate_embeddings(
+        train, validation, validation, "position", 2, hidden_layers=hidden_layers, epochs=epochs, batch_size=16,
+    )
+    reference = _one_at_a_time(train, validation, hidden_layers, epochs, 16)
+    runs = [r["epochs_run"] for r in result["predictors"]]
+    assert min(runs) < epochs and max(runs) == epochs, f"the check needs early and late stops: {runs}"
+    for got, (val_losses, _) in zip(result["predictors"], reference):
+        assert got["epochs_run"] == len(val_losses)
+        assert got["best_epoch"] == int(np.argmin(val_losses)) + 1
+        assert got["val_loss"] == pytest.approx(min(val_losses), rel=1e-6)
+    chosen = int(np.argmin([min(v) for v, _ in reference]))
+    assert result["chosen"] == list(hidden_layers[chosen])
+    # The kept weights are the best epoch's: the test metric matches the separate model's.
+    assert result["test_value"] == pytest.approx(predictors.position_error_pixels(reference[chosen][1], validation[1]), rel=1e-4)
