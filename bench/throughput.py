@@ -16,6 +16,7 @@ them. Prints a markdown table.
 """
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -103,6 +104,8 @@ class TorchTrainer:
         self.data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
         self.batch_size = args.batch_size
         self.step = 0
+        # Under --mixed-precision, PyTorch's own CPU mixed precision (bfloat16 autocast).
+        self.autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=args.mixed_precision)
         self.run(args.warmup)
 
     def run(self, steps):
@@ -112,7 +115,9 @@ class TorchTrainer:
             start = (self.step % batches) * self.batch_size
             self.step += 1
             self.optimizer.zero_grad(set_to_none=True)
-            self.model.loss(self.data[start:start + self.batch_size]).backward()
+            with self.autocast():
+                loss = self.model.loss(self.data[start:start + self.batch_size])
+            loss.backward()
             self.optimizer.step()
         return steps * self.batch_size / (time.perf_counter() - start_time)
 
@@ -199,7 +204,8 @@ def main(argv=None):
     parser.add_argument("--jit-compile", action="store_true", help="compile the Keras train step with XLA")
     parser.add_argument(
         "--mixed-precision", action="store_true",
-        help="train the Keras models as train.py --mixed-precision does (bfloat16 on a CPU with bfloat16 instructions)",
+        help="train the Keras models as train.py --mixed-precision does (bfloat16 on a CPU with bfloat16 "
+        "instructions) and PyTorch's under bfloat16 autocast",
     )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     parser.add_argument("--no-cache", action="store_true", help="skip the cached-feature rows")

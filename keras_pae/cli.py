@@ -10,6 +10,24 @@ from keras_pae.config import (
 from keras_pae.procedures import PROCEDURES
 
 
+def run_command(prog, command, resume_hint):
+    """Runs `command()` behind the project's error boundary; returns the exit status.
+
+    A ValueError or FileNotFoundError (a bad flag, missing data, an offline
+    download) prints `prog: error: ...` in one line and returns 2; an
+    interrupt prints `resume_hint` and returns 130; success returns 0.
+    """
+    try:
+        command()
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
+        return 130
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are a single line (no usage dump)."""
 
@@ -130,17 +148,13 @@ def build_parser(prog="train.py"):
 def main(argv=None, prog="train.py"):
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    try:
+
+    def command():
         config = config_from_args(args).validate()
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         from keras_pae import training
 
         training.train(config, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; continue with the same flags and --resume.", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(prog, command, "continue with the same flags and --resume.")

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from keras_pae.cli import OneLineParser, add_train_arguments, config_from_args
+from keras_pae.cli import OneLineParser, add_train_arguments, config_from_args, run_command
 from keras_pae.procedures import PROCEDURES, Procedure
 
 RUNS_DIR = "runs"
@@ -359,7 +359,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
+
+    def command():
         procedures = _procedures(args.procedures)
         if args.repetitions < 1:
             raise ValueError(f"--repetitions must be a positive integer; got {args.repetitions}.")
@@ -370,13 +371,8 @@ def main(argv=None):
         base.validate()
         grid = Grid(procedures, args.z_dims, args.gammas, args.repetitions)
         run_grid(base, grid, os.path.abspath(args.out))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; rerun the same command to continue.", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(parser.prog, command, "rerun the same command to continue.")
 
 
 if __name__ == "__main__":

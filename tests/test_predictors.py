@@ -104,3 +104,5 @@ def test_training_together_equals_training_one_at_a_time():
     assert result["chosen"] == list(hidden_layers[chosen])
     # The kept weights are the best epoch's: the test metric matches the separate model's.
     assert result["test_value"] == pytest.approx(predictors.position_error_pixels(reference[chosen][1], validation[1]), rel=1e-4)
+    with pytest.raises(ValueError, match="distinct"):
+        predictors.evaluate_embeddings(train, validation, validation, "position", 2, hidden_layers=((32,), (32,)), epochs=1)

@@ -154,6 +154,26 @@ def test_bad_input_is_one_line(tmp_path, flags, named):
     assert not out.exists() and not (tmp_path / "bad.incomplete").exists()
 
 
+def test_command_boundary_exit_statuses(capsys):
+    """The four command lines' shared boundary: 0 on success, 2 + one line on a user error, 130 + the hint on ^C."""
+    from keras_pae.cli import run_command
+
+    def fails(error):
+        def command():
+            raise error
+
+        return command
+
+    assert run_command("prog", lambda: None, "hint") == 0
+    assert capsys.readouterr().err == ""
+    assert run_command("prog", fails(FileNotFoundError("no data in /x.")), "hint") == 2
+    assert capsys.readouterr().err == "prog: error: no data in /x.\n"
+    assert run_command("prog", fails(KeyboardInterrupt()), "rerun it.") == 130
+    assert capsys.readouterr().err == "prog: interrupted; rerun it.\n"
+    with pytest.raises(RuntimeError):  # a bug is not a user error: its traceback shows
+        run_command("prog", fails(RuntimeError("bug")), "hint")
+
+
 def test_corrupt_weights_file_is_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.weights.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n but truncated")

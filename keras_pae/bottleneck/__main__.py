@@ -7,7 +7,7 @@ import sys
 # when its threads spin against TensorFlow's (and other jobs') on a few cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from keras_pae.cli import OneLineParser
+from keras_pae.cli import OneLineParser, run_command
 from keras_pae.bottleneck.geometry import COMPRESSIONS, SIZES
 from keras_pae.bottleneck.study import StudyConfig
 
@@ -49,7 +49,8 @@ def build_parser(prog="python -m keras_pae.bottleneck"):
 
 def main(argv=None, prog="python -m keras_pae.bottleneck"):
     args = build_parser(prog).parse_args(argv)
-    try:
+
+    def command():
         config = StudyConfig(
             dataset=args.dataset, epochs=args.epochs, limit=args.limit, test_limit=args.test_limit,
             probe_limit=args.probe_limit, image_size=args.image_size, sizes=args.sizes,
@@ -61,24 +62,19 @@ def main(argv=None, prog="python -m keras_pae.bottleneck"):
         from keras_pae.bottleneck.study import run_study
 
         summary = run_study(config, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
-    print(f"Wrote {os.path.abspath(config.output_dir)} (report.md, results.csv, figures).")
-    findings = summary["findings"]
-    if len(findings["above_mean_image_loss"]) == len(config.configurations()):
-        print("No configuration is below the mean image's test loss yet: train longer to compare them.")
-    elif "size_matters_more_than_channels" in findings:
-        print(
-            "Size matters more than channels: "
-            f"{'yes' if findings['size_matters_more_than_channels'] else 'no'} (log test-loss spread "
-            f"{findings['log_test_loss_range_across_sizes']:.3f} across sizes vs "
-            f"{findings['log_test_loss_range_across_channels']:.3f} across channels)."
-        )
-    return 0
+        print(f"Wrote {os.path.abspath(config.output_dir)} (report.md, results.csv, figures).")
+        findings = summary["findings"]
+        if len(findings["above_mean_image_loss"]) == len(config.configurations()):
+            print("No configuration is below the mean image's test loss yet: train longer to compare them.")
+        elif "size_matters_more_than_channels" in findings:
+            print(
+                "Size matters more than channels: "
+                f"{'yes' if findings['size_matters_more_than_channels'] else 'no'} (log test-loss spread "
+                f"{findings['log_test_loss_range_across_sizes']:.3f} across sizes vs "
+                f"{findings['log_test_loss_range_across_channels']:.3f} across channels)."
+            )
+
+    return run_command(prog, command, "rerun the same command to resume.")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ with hidden layers [], [32], [64], [32, 32], [64, 32], [64, 64], [128, 128]
 (LeakyReLU, linear output) are trained on the embeddings (mu) with MSE
 against the position or the one-hot class, Adam, batch 512, up to 500 epochs,
 early stopping with patience max(10, epochs / 20) keeping the best-validation
-weights; the MLP with the lowest validation loss is tested.
+weights; the MLP with the lowest validation loss is tested. The seven train
+together as one model (`PredictorBank`), each with its own early stopping.
 """
 
 import keras
@@ -208,7 +209,7 @@ def evaluate_embeddings(
         label_kind: `"position"`, `"class"` or `"attributes"` (k binary
             labels, regressed with MSE like the one-hot classes).
         num_outputs: coordinates, classes or attributes.
-        hidden_layers: architectures to try.
+        hidden_layers: distinct architectures to try.
         epochs: maximum epochs per predictor.
         batch_size: examples per step.
         learning_rate: Adam's learning rate.
@@ -220,6 +221,8 @@ def evaluate_embeddings(
         A dict: every predictor's best validation loss and epochs, the chosen
         one, its test metric, and the metric of `baseline_score`.
     """
+    if len({tuple(hidden) for hidden in hidden_layers}) != len(hidden_layers):
+        raise ValueError(f"hidden_layers must be distinct architectures; got {list(hidden_layers)}.")
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, validation, test
     fit_y = targets(train_y, label_kind, num_outputs)
     fit_val = targets(val_y, label_kind, num_outputs)

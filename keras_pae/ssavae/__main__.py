@@ -8,7 +8,7 @@ and resumes an interrupted one.
 import os
 import sys
 
-from keras_pae.cli import OneLineParser
+from keras_pae.cli import OneLineParser, run_command
 from keras_pae.ssavae.config import SSAVAE_DATASETS, AdversarialVAEConfig
 
 PROG = "python -m keras_pae.ssavae"
@@ -72,19 +72,15 @@ def config_from_args(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def command():
         config = config_from_args(args).validate()
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from keras_pae.ssavae import run
 
         run.run(config, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(PROG, command, "rerun the same command to resume.")
 
 
 if __name__ == "__main__":
