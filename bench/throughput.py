@@ -16,6 +16,7 @@ them. Prints a markdown table.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -81,8 +82,6 @@ class KerasTrainer:
 
 def _precision_policy(mixed):
     """`train`'s --mixed-precision dtype policy (a no-op context when off)."""
-    import contextlib
-
     if not mixed:
         return contextlib.nullcontext()
     from keras_pae.training import precision_policy

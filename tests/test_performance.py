@@ -416,6 +416,23 @@ def test_one_pixel_transposed_convolution_matches_keras(shape):
     )
 
 
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    # The 64x64 decoder's last two layers, a non-square input, 4x4 / 2 and 6x6 / 3 (sub-pixel);
+    # 5x5 / 2 is not a whole number of strides (Keras's computation).
+    [((2, 30, 30, 4), 6, 2), ((2, 13, 13, 6), 6, 2), ((2, 7, 4, 3), 6, 2), ((2, 5, 5, 3), 4, 2), ((2, 4, 4, 3), 6, 3), ((2, 5, 5, 4), 5, 2)],
+)
+def test_subpixel_transposed_convolution_matches_keras(shape, kernel, stride):
+    from keras_pae.perceptual.conv_transpose import Conv2DTranspose
+
+    _same_layer_outputs_and_gradients(
+        Conv2DTranspose(3, kernel, strides=stride, activation="sigmoid"),
+        keras.layers.Conv2DTranspose(3, kernel, strides=stride, activation="sigmoid"),
+        shape,
+        rtol=1e-5,
+    )
+
+
 def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
     from keras_pae import loss_network as loss_network_module
     from keras_pae.perceptual import networks
@@ -436,3 +453,17 @@ def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
         keras.ops.convert_to_numpy(plain.compute_losses(images)[0]),
         rtol=1e-4,
     )
+
+
+def test_bench_targets_compare_defaults():
+    """The bench's target lines use each procedure's default: cached p(X) where it was measured."""
+    from bench.throughput import target_lines
+
+    rows = [("I-I-PS", 400.0, 250.0, 440.0), ("I-F-FP", 600.0, 300.0, 900.0)]
+    pytorch, ratio = target_lines(rows)
+    assert "1.76×" in pytorch  # 440 / 250, not 400 / 250
+    assert "2.05×" in ratio  # 900 / 440
+    # Without PyTorch or a cache: the uncached rate, and no PyTorch line.
+    (ratio,) = target_lines([("I-I-PS", 400.0, None, None), ("I-F-FP", 600.0, None, None)])
+    assert "1.50×" in ratio
+    assert target_lines([("I-F-FP", 600.0, 300.0, 900.0)]) == []
