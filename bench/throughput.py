@@ -12,7 +12,9 @@ CPU for a while does not decide a ratio. Also timed: the
 same Keras training fed cached loss-network features (where the procedure uses
 them), the LunarLander generator and encoding (the embedding model's
 inference). The loss network has random weights: its speed does not depend on
-them. Prints a markdown table.
+them. Each procedure's arithmetic per image (`training_flop`: its convolutions
+and dense layers, forward and backward) gives the FLOP rate it reaches. Prints
+a markdown table.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+import typing
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -162,19 +165,99 @@ def generator(args):
     return len(run.images) / (time.perf_counter() - start)
 
 
+class Row(typing.NamedTuple):
+    """One procedure's measurements: images/second and floating-point operations per image."""
+
+    name: str
+    keras: float
+    torch: float | None = None
+    cached: float | None = None  # Keras fed cached p(X); None where not measured
+    flop: float | None = None  # per image, one training step, as measured by `keras`
+    cached_flop: float | None = None  # the same with cached p(X)
+
+    @property
+    def default(self):
+        """(images/second, FLOP per image) at the default: cached p(X) where measured."""
+        if self.cached is not None:
+            return self.cached, self.cached_flop
+        return self.keras, self.flop
+
+
 def target_lines(rows):
     """The issue's two targets, where the run measured their procedures.
 
     Each procedure counts at its default: cached p(X) where it has a cached row.
+    The FP line also gives the ratio of the two procedures' arithmetic: the
+    speed-up I-F-FP would have if both ran at the same FLOP rate.
     """
-    default = {name: cached or keras for name, keras, _, cached in rows}
+    default = {row.name: row.default for row in rows}
     lines = []
-    for name, _, torch_rate, _ in rows:
-        if name == "I-I-PS" and torch_rate:
-            lines.append(f"- I-I-PS, Keras (default) / PyTorch: {default[name] / torch_rate:.2f}× (target ≥ 1.5×)")
+    for row in rows:
+        if row.name == "I-I-PS" and row.torch:
+            lines.append(f"- I-I-PS, Keras (default) / PyTorch: {row.default[0] / row.torch:.2f}× (target ≥ 1.5×)")
     if "I-F-FP" in default and "I-I-PS" in default:
-        lines.append(f"- I-F-FP (default) / I-I-PS (default): {default['I-F-FP'] / default['I-I-PS']:.2f}× (target ≥ 2×)")
+        (fp_rate, fp_flop), (ps_rate, ps_flop) = default["I-F-FP"], default["I-I-PS"]
+        line = f"- I-F-FP (default) / I-I-PS (default): {fp_rate / ps_rate:.2f}× (target ≥ 2×)"
+        if fp_flop and ps_flop:
+            work = ps_flop / fp_flop
+            line += (
+                f"; I-I-PS does {work:.2f}× I-F-FP's arithmetic per image, so 2× needs I-F-FP "
+                f"at {2 / work:.2f}× I-I-PS's FLOP/s (measured: {fp_rate * fp_flop / (ps_rate * ps_flop):.2f}×)"
+            )
+        lines.append(line)
     return lines
+
+
+def layer_multiply_adds(network):
+    """Multiply-adds per example of each convolution and dense layer of `network`.
+
+    Returns `[(layer, multiply-adds, reads the network's input)]`, nested
+    models included. A convolution does one multiply-add per kernel weight per
+    output position; a transposed convolution per kernel weight per input
+    position; a dense layer one per kernel weight.
+    """
+    import keras
+
+    inputs = {id(tensor) for tensor in network.inputs}
+    counts = []
+    for layer in network._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.Model) or not hasattr(layer, "kernel"):
+            continue
+        kernel = int(np.prod(layer.kernel.shape))
+        if isinstance(layer, keras.layers.Dense):
+            positions = 1
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            positions = int(np.prod(layer.input.shape[1:3]))
+        elif isinstance(layer, keras.layers.Conv2D):
+            positions = int(np.prod(layer.output.shape[1:3]))
+        else:
+            raise TypeError(f"Cannot count the arithmetic of {type(layer).__name__} layer {layer.name!r}.")
+        counts.append((layer, positions * kernel, id(layer.input) in inputs))
+    return counts
+
+
+def training_flop(model, cached=False):
+    """Floating-point operations per image of one training step of a `PerceptualAutoencoder`.
+
+    Counts the convolutions and dense layers (everything else is a few
+    percent at most), two operations per multiply-add: the forward pass, the
+    weight gradient of every trained layer and the input gradient of every
+    layer backpropagation goes through. The loss network runs forward on the
+    images unless `cached` (p(X) read from the feature cache), and forward plus
+    input gradient on decoded images for a PS loss.
+    """
+    multiply_adds = 0
+    for network in (model.encoder, model.decoder):
+        for layer, count, reads_input in layer_multiply_adds(network):
+            # A plain autoencoder computes but never trains its logvar head.
+            trained = model.variational or layer.name != "logvar"
+            backward = (1 if trained else 0) + (1 if trained and not (network is model.encoder and reads_input) else 0)
+            multiply_adds += count * (1 + backward)
+    if model.loss_network is not None:
+        loss_network = sum(count for _, count, _ in layer_multiply_adds(model.loss_network))
+        passes = (0 if cached else 1) + (2 if model.procedure.loss == "perceptual" else 0)
+        multiply_adds += loss_network * passes
+    return 2 * multiply_adds
 
 
 def _mixed_policy():
@@ -271,16 +354,24 @@ def main(argv=None):
         keras_rate = next(rates)
         torch_rate = next(rates) if torch is not None else None
         cached_rate = next(rates, None)
-        rows.append((name, keras_rate, torch_rate, cached_rate))
+        model = trainers[0].model
+        rows.append(Row(
+            name, keras_rate, torch_rate, cached_rate, training_flop(model),
+            training_flop(model, cached=True) if cached_rate is not None else None,
+        ))
         print(f"  {name}: keras {keras_rate:.0f}, torch {_fmt(torch_rate)}, cached {_fmt(cached_rate)} img/s", file=sys.stderr, flush=True)
 
     print()
-    print("| procedure | Keras img/s | PyTorch img/s | Keras / PyTorch | Keras, cached p(X) img/s | cached / uncached |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, keras_rate, torch_rate, cached_rate in rows:
+    print(
+        "| procedure | Keras img/s | PyTorch img/s | Keras / PyTorch | Keras, cached p(X) img/s | cached / uncached "
+        "| MFLOP/img (default) | Keras GFLOP/s (default) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        rate, flop = row.default
         print(
-            f"| {name} | {_fmt(keras_rate)} | {_fmt(torch_rate)} | {_ratio(keras_rate, torch_rate)} "
-            f"| {_fmt(cached_rate)} | {_ratio(cached_rate, keras_rate)} |"
+            f"| {row.name} | {_fmt(row.keras)} | {_fmt(row.torch)} | {_ratio(row.keras, row.torch)} "
+            f"| {_fmt(row.cached)} | {_ratio(row.cached, row.keras)} | {_fmt(flop / 1e6)} | {_fmt(rate * flop / 1e9)} |"
         )
     print()
     for line in target_lines(rows):

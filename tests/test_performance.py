@@ -466,13 +466,48 @@ def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
 
 def test_bench_targets_compare_defaults():
     """The bench's target lines use each procedure's default: cached p(X) where it was measured."""
-    from bench.throughput import target_lines
+    from bench.throughput import Row, target_lines
 
-    rows = [("I-I-PS", 400.0, 250.0, 440.0), ("I-F-FP", 600.0, 300.0, 900.0)]
+    rows = [Row("I-I-PS", 400.0, 250.0, 440.0, 350e6, 300e6), Row("I-F-FP", 600.0, 300.0, 900.0, 250e6, 200e6)]
     pytorch, ratio = target_lines(rows)
     assert "1.76×" in pytorch  # 440 / 250, not 400 / 250
     assert "2.05×" in ratio  # 900 / 440
+    # Arithmetic 300 / 200 = 1.5x, so 2x needs 1.33x the FLOP rate; measured (900 * 200) / (440 * 300).
+    assert "1.50×" in ratio and "1.33×" in ratio and "1.36×" in ratio
     # Without PyTorch or a cache: the uncached rate, and no PyTorch line.
-    (ratio,) = target_lines([("I-I-PS", 400.0, None, None), ("I-F-FP", 600.0, None, None)])
+    (ratio,) = target_lines([Row("I-I-PS", 400.0), Row("I-F-FP", 600.0)])
     assert "1.50×" in ratio
-    assert target_lines([("I-F-FP", 600.0, 300.0, 900.0)]) == []
+    assert target_lines([Row("I-F-FP", 600.0, 300.0, 900.0)]) == []
+
+
+def test_bench_counts_the_spec_architectures_arithmetic():
+    """`training_flop` against a count by hand from SPEC §1 and §3's layer sizes (64x64, z 64)."""
+    from bench.throughput import training_flop
+
+    # Per image: (output positions or, transposed, input positions) x kernel size.
+    encoder_convs = [31 * 31 * 4 * 4 * 3 * 32, 14 * 14 * 4 * 4 * 32 * 64, 6 * 6 * 4 * 4 * 64 * 128, 2 * 2 * 4 * 4 * 128 * 256]
+    image_decoder = [64 * 1024, 1 * 5 * 5 * 1024 * 128, 5 * 5 * 5 * 5 * 128 * 64, 13 * 13 * 6 * 6 * 64 * 32, 30 * 30 * 6 * 6 * 32 * 3]
+    loss_network = 15 * 15 * 11 * 11 * 3 * 64 + 7 * 7 * 5 * 5 * 64 * 192
+    feature_decoder = [64 * 2048, 2048 * 9408]
+
+    def trained(first, rest):
+        # The first layer reads the data: forward and weight gradient only;
+        # every other layer also passes its input gradient back.
+        return 2 * first + 3 * sum(rest)
+
+    # A plain autoencoder computes its logvar head but never trains it.
+    image_encoder = trained(encoder_convs[0], encoder_convs[1:] + [1024 * 64]) + 1024 * 64
+    feature_encoder = trained(9408 * 2048, [2048 * 64]) + 2048 * 64
+    expected = {
+        "I-I-PW": image_encoder + 3 * sum(image_decoder),
+        "I-I-PS": image_encoder + 3 * sum(image_decoder) + 2 * loss_network,  # p forward and input gradient
+        "I-F-FP": image_encoder + 3 * sum(feature_decoder),
+        "F-F-FP": feature_encoder + 3 * sum(feature_decoder),
+    }
+    for procedure, multiply_adds in expected.items():
+        model = build_perceptual_autoencoder(procedure, loss_weights="random", seed=0)
+        cached = 2 * multiply_adds
+        assert training_flop(model, cached=True) == cached, procedure
+        # Uncached: p(X) forward on the batch when the procedure uses p.
+        uncached = cached + 2 * loss_network if model.loss_network is not None else cached
+        assert training_flop(model) == uncached, procedure
