@@ -251,8 +251,9 @@ def training_flop(model, cached=False):
         for layer, count, reads_input in layer_multiply_adds(network):
             # A plain autoencoder computes but never trains its logvar head.
             trained = model.variational or layer.name != "logvar"
-            backward = (1 if trained else 0) + (1 if trained and not (network is model.encoder and reads_input) else 0)
-            multiply_adds += count * (1 + backward)
+            # Nothing needs the gradient of the data an encoder reads.
+            input_gradient = trained and not (network is model.encoder and reads_input)
+            multiply_adds += count * (1 + trained + input_gradient)
     if model.loss_network is not None:
         loss_network = sum(count for _, count, _ in layer_multiply_adds(model.loss_network))
         passes = (0 if cached else 1) + (2 if model.procedure.loss == "perceptual" else 0)
