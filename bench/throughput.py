@@ -53,9 +53,12 @@ class KerasTrainer:
         from keras_pae.procedures import Procedure
 
         try:  # the optimizer `train` uses
-            from keras_pae.optimizers import FusedAdam as Adam
+            from keras_pae.optimizers import adam as Adam
         except ImportError:  # the code before it existed
-            Adam = keras.optimizers.Adam
+            try:
+                from keras_pae.optimizers import FusedAdam as Adam
+            except ImportError:
+                Adam = keras.optimizers.Adam
         keras.utils.set_random_seed(0)
         self.mixed_precision = args.mixed_precision
         with _precision_policy(self.mixed_precision):

@@ -5,7 +5,7 @@ import os
 import sys
 
 from keras_pae.config import (
-    DATASETS, DISTRIBUTE_CHOICES, FEATURE_CACHES, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig,
+    ADAMS, DATASETS, DISTRIBUTE_CHOICES, FEATURE_CACHES, INITS, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig,
 )
 from keras_pae.procedures import PROCEDURES
 
@@ -52,6 +52,15 @@ def add_train_arguments(parser, grid_axes=True):
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument(
+        "--init", choices=INITS, default=defaults.init,
+        help="initialisation of the encoder and decoder: torch = the authors' PyTorch defaults, keras = Keras's (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--adam", choices=ADAMS, default=defaults.adam,
+        help="Adam's arithmetic: torch = the authors' PyTorch Adam (epsilon 1e-8 on the bias-corrected sqrt(v)), "
+        "keras = Keras's (1e-7 on sqrt(v)) (default: %(default)s)",
+    )
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: max(10, epochs/20))")
     parser.add_argument(
         "--loss-weights", default=defaults.loss_weights,
@@ -108,6 +117,8 @@ def config_from_args(args):
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        init=args.init,
+        adam=args.adam,
         patience=args.patience,
         loss_weights=args.loss_weights,
         imagenet_normalize=args.imagenet_normalize,

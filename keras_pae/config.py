@@ -21,6 +21,9 @@ PREDICTOR_SEARCHES = ("mlps", "tuner")
 FEATURE_CACHES = ("auto", "off")
 # "mirrored": tf.distribute.MirroredStrategy over the GPUs (or the logical CPUs).
 DISTRIBUTE_CHOICES = ("none", "mirrored")
+# "torch": what the authors' PyTorch code does by default; "keras": Keras's defaults.
+INITS = ("torch", "keras")
+ADAMS = ("torch", "keras")
 
 
 class JsonConfig:
@@ -64,6 +67,13 @@ class TrainConfig(JsonConfig):
         epochs: maximum number of epochs.
         batch_size: images per step.
         learning_rate: Adam's learning rate.
+        init: `"torch"` initialises the encoder and decoder as the authors'
+            PyTorch layers are by default (uniform in +-1/sqrt(fan_in)),
+            `"keras"` with Keras's defaults (Glorot uniform, zero biases).
+        adam: `"torch"` is PyTorch's Adam, the authors' (epsilon 1e-8 added to
+            the bias-corrected sqrt(v)); `"keras"` is Keras's (1e-7 added to
+            sqrt(v)). They differ for the PS loss, whose gradients are about
+            as small as epsilon (see `keras_pae.optimizers`).
         loss_weights: `"imagenet"`, `"random"` or a weights file path.
         imagenet_normalize: feed ImageNet-normalised images to the loss network.
         seed: seeds data order, initialisation and sampling.
@@ -112,6 +122,8 @@ class TrainConfig(JsonConfig):
     epochs: int = 50
     batch_size: int = 512
     learning_rate: float = 1e-3
+    init: str = "torch"
+    adam: str = "torch"
     loss_weights: str = "imagenet"
     imagenet_normalize: bool = False
     seed: int = 0
@@ -161,7 +173,9 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"Unknown predictor search {self.predictor_search!r}; valid ones are {', '.join(PREDICTOR_SEARCHES)}."
             )
-        for name, valid in (("feature_cache", FEATURE_CACHES), ("distribute", DISTRIBUTE_CHOICES)):
+        for name, valid in (
+            ("feature_cache", FEATURE_CACHES), ("distribute", DISTRIBUTE_CHOICES), ("init", INITS), ("adam", ADAMS)
+        ):
             if getattr(self, name) not in valid:
                 raise ValueError(f"Unknown {name} {getattr(self, name)!r}; valid values are {', '.join(valid)}.")
         if self.gamma < 0:

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_pae import convert_alexnet as _convert
+from keras_pae.initializers import torch_default
 
 IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 IMAGENET_FILE = "alexnet-owt-7be5be79.pth"
@@ -34,18 +35,6 @@ def keras_cache_dir():
     """Where Keras caches downloads (`$KERAS_HOME` or `~/.keras`) + `models`."""
     home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     return os.path.join(home, "models")
-
-
-def _torch_default_init(fan_in, seed):
-    # torch's default Conv2d init (kaiming_uniform with a=sqrt(5)) is uniform in
-    # +-1/sqrt(fan_in) for kernel and bias alike; VarianceScaling(1/3, fan_in,
-    # uniform) gives exactly that bound for the kernel.
-    bound = 1.0 / np.sqrt(fan_in)
-    kernel = keras.initializers.VarianceScaling(
-        scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed
-    )
-    bias = keras.initializers.RandomUniform(-bound, bound, seed=seed + 1)
-    return kernel, bias
 
 
 @keras.saving.register_keras_serializable(package="keras_pae", name="SpaceToDepthConv2D")
@@ -116,8 +105,8 @@ def alexnet_trunk(seed=0):
     Returns:
         An unbuilt `keras.Sequential` mapping images to sigmoid features.
     """
-    conv1_kernel, conv1_bias = _torch_default_init(3 * 11 * 11, seed)
-    conv2_kernel, conv2_bias = _torch_default_init(64 * 5 * 5, seed + 2)
+    conv1_kernel, conv1_bias = torch_default(3 * 11 * 11, seed)
+    conv2_kernel, conv2_bias = torch_default(64 * 5 * 5, seed + 2)
     # Torch pads symmetrically; padding="same" with stride 4 would pad
     # asymmetrically, hence explicit ZeroPadding2D + "valid".
     return keras.Sequential(

@@ -19,10 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_pae import feature_cache
+from keras_pae import feature_cache, optimizers
 from keras_pae.config import TrainConfig
 from keras_pae.data import pipeline, registry
-from keras_pae.optimizers import FusedAdam
 from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder, dtype_policy
 
 HISTORY_FILE = "history.csv"
@@ -296,8 +295,8 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     strategy = distribution_strategy(config.distribute)
     with precision_policy(config.mixed_precision), strategy.scope():
         model = _build_model(config, config.loss_weights)
-        # Adam's arithmetic in one fused kernel per variable (see keras_pae.optimizers).
-        model.compile(optimizer=FusedAdam(config.learning_rate), jit_compile=config.jit_compile)
+        # Adam in one fused kernel per variable, PyTorch's arithmetic by default (see keras_pae.optimizers).
+        model.compile(optimizer=optimizers.adam(config.learning_rate, config.adam), jit_compile=config.jit_compile)
     data = registry.autoencoder_data(config, progress=bool(verbose))
     split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
 
@@ -486,4 +485,5 @@ def _build_model(config, loss_weights):
         loss_weights=loss_weights,
         imagenet_normalize=config.imagenet_normalize,
         seed=config.seed,
+        init=config.init,
     )

@@ -34,6 +34,38 @@ def test_parameter_counts_equal_pytorch(size):
             keras.backend.clear_session()
 
 
+@pytest.mark.parametrize("procedure", ["I-I-PS", "F-F-FP"])
+def test_torch_init_draws_as_the_authors_pytorch_layers(procedure):
+    """Every kernel and bias uniform in +-1/sqrt(fan_in), fan_in as PyTorch computes it
+    for the same layer (a transposed convolution's from its output channels)."""
+    import torch
+
+    from bench.torch_models import TorchProcedureModel
+
+    loss_network = alexnet_features(weights="random")
+    keras.utils.set_random_seed(0)
+    model = build_perceptual_autoencoder(procedure, loss_network=loss_network, init="torch")
+    ours = [
+        layer for network in (model.encoder, model.decoder) for layer in network.layers if hasattr(layer, "kernel")
+    ]
+    theirs = [
+        module for name, module in TorchProcedureModel(procedure, 64).named_modules()
+        if not name.startswith("loss_network") and isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+    ]
+    assert [int(np.prod(layer.kernel.shape)) for layer in ours] == [module.weight.numel() for module in theirs]
+    for layer, module in zip(ours, theirs):
+        fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(module.weight)
+        bound = 1 / np.sqrt(fan_in) * (1 + 1e-6)  # float32 rounding
+        kernel, bias = np.abs(layer.kernel.numpy()), np.abs(layer.bias.numpy())
+        assert 0.95 * bound < kernel.max() <= bound, layer.name
+        assert bias.max() <= bound, layer.name
+        if bias.size >= 32:
+            assert bias.std() > 0.2 * bound, layer.name  # drawn, not zero
+    keras_init = build_perceptual_autoencoder(procedure, loss_network=loss_network, init="keras")
+    assert all(not np.any(layer.bias.numpy()) for network in (keras_init.encoder, keras_init.decoder)
+               for layer in network.layers if hasattr(layer, "bias") and layer.bias is not None)
+
+
 def test_image_shapes_through_the_networks():
     model = build_perceptual_autoencoder("I-I-PW", (96, 96, 3), z_dim=8)
     images = np.random.default_rng(0).random((2, 96, 96, 3), dtype=np.float32)

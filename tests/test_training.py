@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pae import PROCEDURES, report
+from keras_pae import PROCEDURES, optimizers, report
 from keras_pae.config import TrainConfig
 from keras_pae.training import load_run, read_history, train
 
@@ -142,6 +142,8 @@ def test_resume_after_kill_continues(tmp_path):
         (["--dataset", "mnist", "--reset-on-termination"], "--reset-on-termination"),
         (["--feature-cache", "always"], "always"),
         (["--distribute", "tpu"], "tpu"),
+        (["--init", "xavier"], "xavier"),
+        (["--adam", "sgd"], "sgd"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, flags, named):
@@ -152,6 +154,21 @@ def test_bad_input_is_one_line(tmp_path, flags, named):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
     assert not out.exists() and not (tmp_path / "bad.incomplete").exists()
+
+
+def test_init_and_adam_flags_reach_the_model():
+    """The authors' (PyTorch's) initialisation and Adam by default; --init/--adam keras pick Keras's."""
+    from keras_pae.cli import build_parser, config_from_args
+    from keras_pae.training import _build_model
+
+    def biases(model):
+        return np.concatenate([layer.bias.numpy().ravel() for layer in model.encoder.layers if hasattr(layer, "kernel")])
+
+    for flags, drawn_biases, epsilon in (([], True, 1e-8), (["--init", "keras", "--adam", "keras"], False, 1e-7)):
+        config = config_from_args(build_parser().parse_args(["--procedure", "I-I-PW", *flags])).validate()
+        assert bool(np.any(biases(_build_model(config, "random")))) == drawn_biases
+        optimizer = optimizers.adam(config.learning_rate, config.adam)
+        assert optimizer.epsilon == pytest.approx(epsilon) and optimizer.bias_corrected_epsilon == drawn_biases
 
 
 def test_command_boundary_exit_statuses(capsys):

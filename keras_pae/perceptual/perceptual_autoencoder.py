@@ -204,6 +204,7 @@ def build_perceptual_autoencoder(
     imagenet_normalize=False,
     loss_network=None,
     seed=None,
+    init="torch",
 ):
     """Builds the networks of `procedure` and the model that trains them.
 
@@ -218,6 +219,9 @@ def build_perceptual_autoencoder(
         imagenet_normalize: normalise the loss network's input (off by default).
         loss_network: an already built loss network to use instead.
         seed: seed of the reparameterisation noise.
+        init: `"torch"` (the authors' PyTorch defaults) or `"keras"`
+            initialisation of the encoder and decoder (see
+            `keras_pae.perceptual.networks`).
     """
     procedure = Procedure.parse(procedure)
     image_shape = tuple(image_shape)
@@ -236,13 +240,13 @@ def build_perceptual_autoencoder(
         for side in loss_network.output_shape[1:]:
             feature_size *= side
     if procedure.encoder == "image":
-        encoder = networks.image_encoder(image_shape, z_dim)
+        encoder = networks.image_encoder(image_shape, z_dim, init)
     else:
-        encoder = networks.feature_encoder(feature_size, z_dim)
+        encoder = networks.feature_encoder(feature_size, z_dim, init)
     if procedure.decoder == "image":
-        decoder = networks.image_decoder(z_dim, image_shape)
+        decoder = networks.image_decoder(z_dim, image_shape, init)
     else:
-        decoder = networks.feature_decoder(z_dim, feature_size)
+        decoder = networks.feature_decoder(z_dim, feature_size, init)
     model = PerceptualAutoencoder(
         encoder, decoder, loss_network, procedure=procedure.name, gamma=gamma, seed=seed
     )
