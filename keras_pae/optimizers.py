@@ -13,7 +13,8 @@ Ba's Algorithm 1. The two differ where gradients are as small as epsilon,
 which the PS loss's are: the loss network's sigmoid features vary by ~0.01, so
 the gradients are mostly 1e-7 to 3e-6 at initialisation and smaller later;
 Keras's epsilon then damps the steps and training follows another path (a
-lower PS loss after the same epochs on the make-train collection). `adam(lr, "torch")` is PyTorch's arithmetic.
+lower PS loss after the same epochs on the make-train collection).
+`adam(lr, "torch")` is PyTorch's arithmetic, `adam(lr, "keras")` Keras's.
 """
 
 import keras
