@@ -175,7 +175,7 @@ class Row(typing.NamedTuple):
     keras: float
     torch: float | None = None
     cached: float | None = None  # Keras fed cached p(X); None where not measured
-    flop: float | None = None  # per image, one training step, as measured by `keras`
+    flop: float | None = None  # per image, one training step of the model `keras` timed
     cached_flop: float | None = None  # the same with cached p(X)
 
     @property
@@ -221,10 +221,14 @@ def layer_multiply_adds(network):
     """
     import keras
 
+    def leaves(model):
+        for layer in model.layers:
+            yield from leaves(layer) if isinstance(layer, keras.Model) else [layer]
+
     inputs = {id(tensor) for tensor in network.inputs}
     counts = []
-    for layer in network._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.Model) or not hasattr(layer, "kernel"):
+    for layer in leaves(network):
+        if not hasattr(layer, "kernel"):
             continue
         kernel = int(np.prod(layer.kernel.shape))
         if isinstance(layer, keras.layers.Dense):
