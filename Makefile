@@ -20,15 +20,15 @@ $(STAMP): setup.cfg
 # network pretrained on Fashion-MNIST (shipped), then their pixel errors side by side.
 # 60/30/20 rollouts that start a new episode when one ends (more frames of a
 # lander in flight than the authors' never-reset protocol), at batch 64 (not the
-# paper's 512, which gives too few Adam steps on so little data). See the README's
-# "The loss network" for what it measured. About 8 minutes on 2 cores.
+# paper's 512, which gives too few Adam steps on so little data). See
+# docs/loss-network.md for what it measured. About 8 minutes on 2 cores.
 DEMO := --dataset lunarlander --loss-weights fashion_mnist --limit 9000 --batch-size 64 \
 	--predictor-rollouts 30 --test-rollouts 20 --reset-on-termination --epochs 8 --predictor-epochs 100 --overwrite
 
 train: $(STAMP)
 	$(PY) train.py --procedure I-F-FP $(DEMO) --out saved_models/main_I-F-FP
 	$(PY) train.py --procedure I-I-PW $(DEMO) --out saved_models/main_I-I-PW
-	$(PY) -m keras_pae.report saved_models/main_I-I-PW saved_models/main_I-F-FP
+	$(PY) -m keras_pae.perceptual.report saved_models/main_I-I-PW saved_models/main_I-F-FP
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -3,17 +3,12 @@
 
     python train.py --dataset lunarlander --procedure I-F-FP
 
-See `python train.py --help` and the README.
+The same command as `keras-pae train`; see `python train.py --help` and docs/perceptual.md.
 """
 
-import os
 import sys
 
-# Before TensorFlow is imported: quieter logs, and pygame renders off-screen.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
-from keras_pae.cli import main  # noqa: E402
+from keras_pae.perceptual.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -50,13 +50,13 @@ class KerasTrainer:
 
         from keras_pae import build_perceptual_autoencoder
         from keras_pae.data import pipeline
-        from keras_pae.procedures import Procedure
+        from keras_pae.perceptual.procedures import Procedure
 
         try:  # the optimizer `train` uses
-            from keras_pae.optimizers import adam as Adam
+            from keras_pae.core.optimizers import adam as Adam
         except ImportError:  # the code before it existed
             try:
-                from keras_pae.optimizers import FusedAdam as Adam
+                from keras_pae.core.optimizers import FusedAdam as Adam
             except ImportError:
                 Adam = keras.optimizers.Adam
         keras.utils.set_random_seed(0)
@@ -90,7 +90,7 @@ def _precision_policy(mixed):
     """`train`'s --mixed-precision dtype policy (a no-op context when off)."""
     if not mixed:
         return contextlib.nullcontext()
-    from keras_pae.training import precision_policy
+    from keras_pae.core.devices import precision_policy
 
     return precision_policy(True)
 
@@ -269,7 +269,7 @@ def training_flop(model, cached=False):
 
 
 def _mixed_policy():
-    from keras_pae.training import mixed_precision_policy
+    from keras_pae.core.devices import mixed_precision_policy
 
     return mixed_precision_policy()
 
@@ -315,10 +315,10 @@ def main(argv=None):
             _mixed_policy()
         except ValueError as error:
             parser.error(str(error))
-    from keras_pae.procedures import Procedure
+    from keras_pae.perceptual.procedures import Procedure
 
     try:
-        from keras_pae import feature_cache as feature_cache_module
+        from keras_pae.perceptual import feature_cache as feature_cache_module
     except ImportError:  # the code before feature caching existed
         feature_cache_module = None
     torch = None

@@ -1,4 +1,4 @@
-"""PyTorch equivalents of the authors' models (SPEC §1-3), for comparisons only.
+"""PyTorch equivalents of the authors' models (feature-prediction paper, Sec. IV-V), for comparisons only.
 
 Written from the spec: `FourLayerCVAE`, `FeaturePredictorCVAE`,
 `FeatureAutoencoder` and `PerceptualFeatureToImgCVAE` of the authors'

@@ -10,15 +10,15 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "alexnet_features": "keras_pae.loss_network",
-    "Procedure": "keras_pae.procedures",
-    "PROCEDURES": "keras_pae.procedures",
+    "alexnet_features": "keras_pae.perceptual.loss_network",
+    "Procedure": "keras_pae.perceptual.procedures",
+    "PROCEDURES": "keras_pae.perceptual.procedures",
     "PerceptualAutoencoder": "keras_pae.perceptual.perceptual_autoencoder",
     "build_perceptual_autoencoder": "keras_pae.perceptual.perceptual_autoencoder",
-    "TrainConfig": "keras_pae.config",
+    "TrainConfig": "keras_pae.perceptual.config",
     "VariationalEncoderClassifier": "keras_pae.ssavae.variational_encoder_classifier",
     "AdversarialDecoder": "keras_pae.ssavae.adversarial_decoder",
-    "train": "keras_pae.training",
+    "train": "keras_pae.perceptual.training",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,4 +1,4 @@
-"""The bottleneck study (SPEC §8): CAE geometry, SVCCA, linear probes, the runner."""
+"""The bottleneck study (bottleneck paper): CAE geometry, SVCCA, linear probes, the runner."""
 
 import csv
 import json
@@ -12,6 +12,7 @@ import pytest
 
 from keras_pae.bottleneck import networks, svcca, transfer
 from keras_pae.bottleneck.bottleneck_autoencoder import BottleneckAutoencoder, build_bottleneck_autoencoder
+from tests.helpers import assert_round_trips
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = (32, 32, 1)
@@ -52,11 +53,8 @@ def test_model_reconstructs_codes_vary_and_round_trips(tmp_path):
     assert model(images).shape == (4, *IMAGE)
     codes = np.asarray(model.embedding_model()(images))
     assert codes.shape == (4, 1, 1, 64) and np.ptp(codes, axis=0).max() > 1e-3
-    path = tmp_path / "cae.keras"
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
+    reloaded = assert_round_trips(model, images, tmp_path)
     assert isinstance(reloaded, BottleneckAutoencoder) and reloaded.compression == "1/16"
-    np.testing.assert_allclose(np.asarray(reloaded(images)), np.asarray(model(images)), atol=1e-6)
 
 
 def _low_rank(rng, n=2000, rank=6, width=20):
@@ -117,10 +115,10 @@ def test_macro_f1():
     assert transfer.macro_f1([0, 0, 0, 1], [0, 0, 0, 0], 2) == pytest.approx((6 / 7) / 2)
 
 
-def _run(out, *extra):
+def _run(out, data_dir, *extra):
     return subprocess.run(
         [
-            sys.executable, "-m", "keras_pae.bottleneck", "--dataset", "fashion_mnist", "--epochs", "1",
+            sys.executable, "-m", "keras_pae.bottleneck", "--dataset", "fashion_mnist", "--data-dir", data_dir, "--epochs", "1",
             "--limit", "96", "--test-limit", "64", "--probe-limit", "60", "--sizes", "1,3",
             "--compressions", "1/64,1/4", "--residual-blocks", "0", "--batch-size", "32", "--no-export",
             "--out", str(out), *extra,
@@ -129,9 +127,9 @@ def _run(out, *extra):
     )
 
 
-def test_tiny_study_writes_results_and_a_rerun_trains_nothing(tmp_path):
+def test_tiny_study_writes_results_and_a_rerun_trains_nothing(tmp_path, fashion_mnist_dir):
     out = tmp_path / "study"
-    first = _run(out)
+    first = _run(out, fashion_mnist_dir)
     assert first.returncode == 0, first.stderr
     names = ["s1_c1-64", "s1_c1-4", "s3_c1-64", "s3_c1-4"]
     for name in names:
@@ -156,7 +154,7 @@ def test_tiny_study_writes_results_and_a_rerun_trains_nothing(tmp_path):
     assert set(summary["findings"]["above_mean_image_loss"]) <= set(names)
 
     mtimes = {n: os.path.getmtime(out / "runs" / n / "history.csv") for n in names}
-    second = _run(out)
+    second = _run(out, fashion_mnist_dir)
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("finished earlier, skipped") == 4 and "Epoch" not in second.stdout
     assert json.loads((out / "summary.json").read_text())["trained"] == []
@@ -194,13 +192,13 @@ def test_conv_on_a_1x1_map_equals_the_padded_3x3_conv():
     np.testing.assert_allclose(np.asarray(wide(x)), np.asarray(narrow(x)), atol=1e-5)
 
 
-def test_an_interrupted_configuration_resumes(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_configuration_resumes(tmp_path, monkeypatch, capsys, fashion_mnist_dir):
     from keras_pae.bottleneck.study import StudyConfig, run_study
-    from keras_pae.training import read_history
+    from keras_pae.core.runs import read_history
 
     config = StudyConfig(
         epochs=2, limit=64, test_limit=32, probe_limit=30, sizes=(3,), compressions=("1/4",),
-        residual_blocks=0, batch_size=32, export=False, out=str(tmp_path / "study"),
+        residual_blocks=0, batch_size=32, export=False, data_dir=fashion_mnist_dir, out=str(tmp_path / "study"),
     )
     logged = keras.callbacks.CSVLogger.on_epoch_end
 

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_pae.config import TrainConfig
+from keras_pae.perceptual.config import TrainConfig
 from keras_pae.data import registry
 from keras_pae.data.idx import read_idx, write_idx
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_pae.config import TrainConfig
-from keras_pae.experiment import (
+from keras_pae.perceptual.config import TrainConfig
+from keras_pae.perceptual.experiment import (
     RECONSTRUCTION_PLOT,
     REPORT_FILE,
     RESULTS_FILE,
@@ -64,7 +64,7 @@ def test_two_point_grid_writes_results_report_and_plots_and_rerun_trains_nothing
 def test_rerun_with_other_settings_is_refused(tmp_path):
     grid = Grid(("I-I-PW",), (8,), (0.0,), 1)
     (tmp_path / "runs").mkdir()
-    from keras_pae.experiment import _check_same_experiment
+    from keras_pae.perceptual.experiment import _check_same_experiment
 
     _check_same_experiment(_base(), grid, str(tmp_path))
     with pytest.raises(ValueError, match="epochs"):
@@ -91,7 +91,7 @@ def _free_port():
 def test_chief_and_two_workers_share_the_grid_and_run_every_point_once(tmp_path):
     port = _free_port()
     command = [
-        sys.executable, "-m", "keras_pae.experiment", "--procedures", "I-I-PW", "--z-dims", "4,8,16",
+        sys.executable, "-m", "keras_pae.perceptual.experiment", "--procedures", "I-I-PW", "--z-dims", "4,8,16",
         "--repetitions", "1", "--predictor-epochs", "0", "--out", str(tmp_path), *SMALL_FLAGS,
     ]
 

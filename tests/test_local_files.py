@@ -7,10 +7,10 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from keras_pae.config import TrainConfig
+from keras_pae.perceptual.config import TrainConfig
 from keras_pae.data import local_files, registry
 from keras_pae.data.__main__ import main as data_main
-from keras_pae.training import train
+from keras_pae.perceptual.training import train
 
 
 def _asymmetric(height, width, channels, n, seed=0):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from keras_pae import alexnet_features
-from keras_pae import loss_network as loss_network_module
+from keras_pae.perceptual import loss_network as loss_network_module
 from bench.torch_models import alexnet_features_torch
 
 
@@ -54,7 +54,7 @@ def test_converted_file_equals_pth(torch_checkpoint, tmp_path):
     features, path = torch_checkpoint
     converted = tmp_path / "alexnet.weights.h5"
     result = subprocess.run(
-        [sys.executable, "-m", "keras_pae.convert_alexnet", str(path), str(converted)],
+        [sys.executable, "-m", "keras_pae.perceptual.convert_alexnet", str(path), str(converted)],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
@@ -105,7 +105,7 @@ def test_imagenet_uses_cached_converted_file(torch_checkpoint, tmp_path, monkeyp
     features, path = torch_checkpoint
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    from keras_pae.convert_alexnet import convert
+    from keras_pae.perceptual.convert_alexnet import convert
 
     convert(path, tmp_path / "models" / loss_network_module.CONVERTED_IMAGENET_FILE)
     monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("downloaded"))

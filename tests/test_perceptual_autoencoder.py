@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder
-from keras_pae import losses
+from keras_pae.core import losses
 from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
 from bench.torch_models import build_on_meta, trainable_parameters
+from tests.helpers import assert_round_trips
 
 
 def _trainable(model):
@@ -143,12 +144,7 @@ def test_serialization_round_trip(tmp_path):
     model = build_perceptual_autoencoder("F-I-PS", z_dim=8, gamma=0.5, loss_weights="random", seed=3)
     restored = PerceptualAutoencoder.from_config(model.get_config())
     assert restored.procedure == model.procedure and restored.gamma == 0.5
-    path = tmp_path / "model.keras"
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(reloaded(images)), keras.ops.convert_to_numpy(model(images)), atol=1e-6
-    )
+    assert_round_trips(model, images, tmp_path)
 
 
 def test_embedding_model_takes_images_for_feature_encoders():

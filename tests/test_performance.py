@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder, feature_cache
-from keras_pae.config import TrainConfig
+from keras_pae import PROCEDURES, Procedure, alexnet_features, build_perceptual_autoencoder
+from keras_pae.perceptual import feature_cache
+from keras_pae.perceptual.config import TrainConfig
 from keras_pae.data import pipeline
-from keras_pae.optimizers import FusedAdam
-from keras_pae.training import train
+from keras_pae.core.optimizers import FusedAdam
+from keras_pae.perceptual.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHED = [p for p in PROCEDURES if Procedure.parse(p).needs_loss_network]
@@ -169,7 +170,7 @@ def test_torch_adam_follows_pytorch_where_keras_adam_does_not(dtype):
     (~1e-7), Keras's epsilon placement takes visibly different steps."""
     import torch
 
-    from keras_pae.optimizers import adam
+    from keras_pae.core.optimizers import adam
 
     rng = np.random.default_rng(0)
     initial = rng.normal(size=(30, 20))
@@ -210,18 +211,18 @@ def test_mixed_precision_keeps_the_loss_network_and_loss_in_float32(images):
 def test_mixed_precision_refuses_without_a_gpu_or_bfloat16_cpu(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from keras_pae import training
+    from keras_pae.core import devices
 
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [])
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: False)
     config = TrainConfig(limit=80, steps=40, loss_weights="random", mixed_precision=True, out=str(tmp_path / "mp"))
     with pytest.raises(ValueError, match="needs a GPU .* or a CPU with bfloat16"):
         train(config, verbose=0)
     assert not (tmp_path / "mp.incomplete").exists()
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
-    assert training.mixed_precision_policy() == "mixed_bfloat16"
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: True)
+    assert devices.mixed_precision_policy() == "mixed_bfloat16"
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: ["GPU:0"] if device_type == "GPU" else [])
-    assert training.mixed_precision_policy() == "mixed_float16"
+    assert devices.mixed_precision_policy() == "mixed_float16"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +237,7 @@ def test_mixed_precision_refuses_without_a_gpu_or_bfloat16_cpu(tmp_path, monkeyp
     ],
 )
 def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
-    from keras_pae.training import cpu_has_bfloat16
+    from keras_pae.core.devices import cpu_has_bfloat16
 
     path = tmp_path / "cpuinfo"
     if cpuinfo is not None:
@@ -247,7 +248,7 @@ def test_cpu_has_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
 @pytest.mark.parametrize("procedure", ["I-I-PS", "I-F-FP"])
 def test_bfloat16_training_follows_float32(images, procedure):
     """mixed_bfloat16: float32 weights, float32 loss, the same loss and gradient up to bfloat16 rounding."""
-    from keras_pae.perceptual.perceptual_autoencoder import dtype_policy
+    from keras_pae.core.devices import dtype_policy
 
     batch = pipeline.to_model_images(images)
     reference = build_perceptual_autoencoder(procedure, z_dim=8, loss_weights="random", seed=0)
@@ -280,9 +281,10 @@ def test_bfloat16_run_evaluates_and_exports_in_float32(tmp_path, monkeypatch):
     """A --mixed-precision run on a bfloat16 CPU trains, then its embeddings come from float32 networks."""
     import tensorflow as tf
 
-    from keras_pae import training
+    from keras_pae.core import devices
+    from keras_pae.perceptual import training
 
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: True)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type=None: [])
     out = tmp_path / "bf16"
     config = TrainConfig(
@@ -313,8 +315,9 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     def main():
         import numpy as np
-        from keras_pae.config import TrainConfig
-        from keras_pae.training import distribution_strategy, load_run, train
+        from keras_pae.perceptual.config import TrainConfig
+        from keras_pae.core.devices import distribution_strategy
+        from keras_pae.perceptual.training import load_run, train
 
         config = TrainConfig(
             procedure="I-F-FP", gamma=0.01, limit=120, steps=40, batch_size=32, z_dim=8, epochs=2,
@@ -380,7 +383,7 @@ def test_fused_batch_normalization_matches_keras(monkeypatch, policy, rtol):
     import tensorflow as tf
 
     from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
-    from keras_pae.perceptual.perceptual_autoencoder import dtype_policy
+    from keras_pae.core.devices import dtype_policy
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(2, 3, size=(8, 5, 5, 6)).astype("float32"))
@@ -437,7 +440,7 @@ def _same_layer_outputs_and_gradients(fast, plain, shape, rtol):
     [((2, 68, 68, 3), 11, 4), ((2, 100, 100, 3), 11, 4), ((2, 31, 31, 5), 4, 2), ((2, 13, 10, 5), 3, 2), ((2, 17, 17, 2), 5, 3)],
 )
 def test_space_to_depth_convolution_matches_keras(shape, kernel, stride):
-    from keras_pae.loss_network import Conv2D
+    from keras_pae.perceptual.loss_network import Conv2D
 
     # AlexNet's first layer at 64 and 96 px, and sides that are not whole blocks.
     _same_layer_outputs_and_gradients(
@@ -476,12 +479,11 @@ def test_subpixel_transposed_convolution_matches_keras(shape, kernel, stride):
 
 
 def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
-    from keras_pae import loss_network as loss_network_module
-    from keras_pae.perceptual import networks
+    from keras_pae.perceptual import alexnet, networks
 
     # Decoder and loss network built with Keras's own layers, as older runs were...
     monkeypatch.setattr(networks, "Conv2DTranspose", keras.layers.Conv2DTranspose)
-    monkeypatch.setattr(loss_network_module, "Conv2D", keras.layers.Conv2D)
+    monkeypatch.setattr(alexnet, "Conv2D", keras.layers.Conv2D)
     plain = build_perceptual_autoencoder("I-I-PS", loss_weights="random", seed=1)
     plain.save_weights(tmp_path / "plain.weights.h5")
     monkeypatch.undo()
@@ -514,7 +516,7 @@ def test_bench_targets_compare_defaults():
 
 
 def test_bench_counts_the_spec_architectures_arithmetic():
-    """`training_flop` against a count by hand from SPEC §1 and §3's layer sizes (64x64, z 64)."""
+    """`training_flop` against a count by hand from the layer sizes of the feature-prediction paper, Sec. IV-V (64x64, z 64)."""
     from bench.throughput import training_flop
 
     # Per image: (output positions or, transposed, input positions) x kernel size.

@@ -6,7 +6,7 @@ import pytest
 
 from keras_pae import alexnet_features
 from keras_pae.data import registry
-from keras_pae.pretrain_loss_network import SHIPPED_FASHION_MNIST, pretrain_loss_network
+from keras_pae.perceptual.pretrain_loss_network import SHIPPED_FASHION_MNIST, pretrain_loss_network
 
 REAL_FASHION_MNIST = os.path.isfile(os.path.join(registry.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"))
 

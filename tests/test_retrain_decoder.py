@@ -1,8 +1,8 @@
 import numpy as np
 
-from keras_pae.config import TrainConfig
-from keras_pae.retrain_decoder import relative_performance, retrain_decoder
-from keras_pae.training import load_run, train
+from keras_pae.perceptual.config import TrainConfig
+from keras_pae.perceptual.retrain_decoder import relative_performance, retrain_decoder
+from keras_pae.perceptual.training import load_run, train
 
 SMALL = dict(limit=240, steps=40, batch_size=64, z_dim=8, loss_weights="random", predictor_epochs=0, epochs=1)
 

@@ -1,4 +1,4 @@
-"""The two-phase semi-supervised adversarial VAE (SPEC §9) on tiny shapes.
+"""The two-phase semi-supervised adversarial VAE (Zemouri) on tiny shapes.
 
 The models run eagerly (`run_eagerly=True`): on 8x8 images a few eager
 steps cost less than tracing these deep residual graphs.
@@ -15,6 +15,7 @@ from keras_pae.ssavae import losses, networks, run
 from keras_pae.ssavae.__main__ import main
 from keras_pae.ssavae.adversarial_decoder import AdversarialDecoder
 from keras_pae.ssavae.variational_encoder_classifier import VariationalEncoderClassifier
+from tests.helpers import assert_round_trips
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -54,6 +55,22 @@ def _phase2(vec, beta, gamma, decoder=None, n_dis=1, d_rate=1e-3, g_rate=1e-3, a
 
 def _values(weights):
     return [keras.ops.convert_to_numpy(w) for w in weights]
+
+
+def test_both_models_round_trip(tmp_path):
+    vec = _vec()
+    vec.fit(_images(8), np.arange(8) % CLASSES, epochs=1, batch_size=4, verbose=0)
+    reloaded = assert_round_trips(vec, _images(4, seed=5), tmp_path)
+    assert (reloaded.kl_weight, reloaded.seed) == (vec.kl_weight, vec.seed)
+    model = _phase2(vec, beta=0.1, gamma=0.2, n_dis=2, alphas=(1.0, 0.5, 0.25))
+    model.fit(_images(8), epochs=1, batch_size=4, verbose=0)
+    reloaded = assert_round_trips(model, _images(4, seed=6), tmp_path)
+    assert (reloaded.beta, reloaded.gamma, reloaded.n_dis, tuple(reloaded.alphas)) == (0.1, 0.2, 2, (1.0, 0.5, 0.25))
+    # Reloaded with both optimizers (rates kept), so training goes on.
+    assert float(reloaded.d_optimizer.learning_rate) == pytest.approx(1e-3)
+    before = _values(reloaded.decoder.trainable_weights)
+    reloaded.fit(_images(8), epochs=1, batch_size=4, verbose=0)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, _values(reloaded.decoder.trainable_weights)))
 
 
 def test_phase2_leaves_encoder_and_classifier_unchanged():
@@ -152,14 +169,14 @@ def test_masked_cross_entropy_ignores_masked_examples():
     assert float(losses.masked_categorical_crossentropy(labels, probabilities, np.zeros(2))) == 0.0
 
 
-def test_cli_writes_outputs_and_a_rerun_trains_nothing(tmp_path, capsys):
+def test_cli_writes_outputs_and_a_rerun_trains_nothing(tmp_path, capsys, fashion_mnist_dir):
     import tensorflow as tf
 
     out = tmp_path / "run"
     argv = [
         "--dataset", "fashion_mnist", "--latent-dim", "2", "--epochs", "1", "--limit", "48",
         "--batch-size", "16", "--betas", "0", "--gammas", "0", "--beta", "0", "--gamma", "0",
-        "--labelled-fraction", "0.5", "--width", "2", "--hidden", "8", "--out", str(out),
+        "--labelled-fraction", "0.5", "--width", "2", "--hidden", "8", "--data-dir", fashion_mnist_dir, "--out", str(out),
     ]
     tf.config.run_functions_eagerly(True)
     try:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_pae.config import TrainConfig
+from keras_pae.perceptual.config import TrainConfig
 from keras_pae.data import pipeline, registry
-from keras_pae.training import train
+from keras_pae.perceptual.training import train
 
 
 @pytest.mark.parametrize(

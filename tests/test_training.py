@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pae import PROCEDURES, optimizers, report
-from keras_pae.config import TrainConfig
-from keras_pae.training import load_run, read_history, train
+from keras_pae import PROCEDURES
+from keras_pae.core import optimizers
+from keras_pae.perceptual import report
+from keras_pae.perceptual.config import TrainConfig
+from keras_pae.core.runs import read_history
+from keras_pae.perceptual.training import load_run, train
 
 TF_STARTUP_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,8 +161,8 @@ def test_bad_input_is_one_line(tmp_path, flags, named):
 
 def test_init_and_adam_flags_reach_the_model():
     """The authors' (PyTorch's) initialisation and Adam by default; --init/--adam keras pick Keras's."""
-    from keras_pae.cli import build_parser, config_from_args
-    from keras_pae.training import _build_model
+    from keras_pae.perceptual.cli import build_parser, config_from_args
+    from keras_pae.perceptual.training import _build_model
 
     def biases(model):
         return np.concatenate([layer.bias.numpy().ravel() for layer in model.encoder.layers if hasattr(layer, "kernel")])
@@ -173,7 +176,7 @@ def test_init_and_adam_flags_reach_the_model():
 
 def test_command_boundary_exit_statuses(capsys):
     """The four command lines' shared boundary: 0 on success, 2 + one line on a user error, 130 + the hint on ^C."""
-    from keras_pae.cli import run_command
+    from keras_pae.core.cli import run_command
 
     def fails(error):
         def command():
@@ -241,7 +244,7 @@ def test_tuner_predictor_search_picks_lowest_validation_loss_and_keeps_embedding
 def test_early_stopping_carries_on_after_resume():
     import keras
 
-    from keras_pae.training import ResumableEarlyStopping
+    from keras_pae.core.runs import ResumableEarlyStopping
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     earlier = [{"val_loss": v} for v in (0.5, 0.3, 0.4, 0.45)]

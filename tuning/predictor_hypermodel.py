@@ -1,6 +1,6 @@
 """The first paper's predictor search space as a KerasTuner `HyperModel`.
 
-Perceptual-loss paper, Section IV (SPEC §5): on the embeddings, 1 or 2 hidden
+Perceptual-loss paper, Section VI: on the embeddings, 1 or 2 hidden
 layers of 32, 64 or 128 units, ReLU or Sigmoid, a linear or softmax output,
 the second layer never larger than the first; plus linear regressors (no
 hidden layer). Trained with MSE against the position or the one-hot class,

@@ -1,6 +1,6 @@
 """KerasTuner search of the first paper's predictor space on saved embeddings.
 
-    python -m tuning.search saved_models/RUN [--epochs 500] [--max-trials N]
+    keras-pae search saved_models/RUN [--epochs 500] [--max-trials N]
 
 RUN is a directory written by `train.py` (it keeps the embeddings of the
 predictor and test data in `embeddings.npz`). The whole space is small (19
@@ -14,6 +14,14 @@ import json
 import os
 import sys
 
+import keras
+import keras_tuner
+import numpy as np
+
+from keras_pae.core import cli
+from keras_pae.evaluation import predictors
+from tuning.predictor_hypermodel import PredictorHyperModel
+
 EMBEDDINGS_FILE = "embeddings.npz"
 SEARCH_DIR = "predictor_search"
 RESULT_FILE = "predictor_search.json"
@@ -21,8 +29,6 @@ RESULT_FILE = "predictor_search.json"
 
 def save_embeddings(path, train, validation, test, label_kind, num_outputs, pixels_per_unit):
     """Writes `(embeddings, labels)` of the three parts and the problem for later searches."""
-    import numpy as np
-
     arrays = {}
     for name, (x, y) in (("train", train), ("validation", validation), ("test", test)):
         arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
@@ -38,8 +44,6 @@ def load_embeddings(path):
         `(train, validation, test, problem)`: three `(embeddings, labels)`
         pairs and a dict with `label_kind`, `num_outputs`, `pixels_per_unit`.
     """
-    import numpy as np
-
     if os.path.isdir(path):
         path = os.path.join(path, EMBEDDINGS_FILE)
     if not os.path.isfile(path):
@@ -92,13 +96,6 @@ def search_predictors(
         hyperparameters and best validation loss, the chosen one and its
         test metric.
     """
-    import keras
-    import keras_tuner
-    import numpy as np
-
-    from keras_pae.evaluation import predictors
-    from tuning.predictor_hypermodel import PredictorHyperModel
-
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, validation, test
     hypermodel = PredictorHyperModel(
         train_x.shape[-1], num_outputs, label_kind, batch_size=batch_size, patience=max(10, epochs // 20)
@@ -144,11 +141,9 @@ def search_predictors(
     }
 
 
-def main(argv=None):
-    from keras_pae.cli import OneLineParser
-
-    parser = OneLineParser(
-        prog="python -m tuning.search",
+def build_parser(prog="python -m tuning.search"):
+    parser = cli.OneLineParser(
+        prog=prog,
         description="KerasTuner search of the first paper's predictor MLPs on a run's embeddings.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -158,23 +153,22 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help=f"tuner project folder (default: RUN/{SEARCH_DIR})")
     parser.add_argument("--overwrite", action="store_true", help="start the search afresh")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return parser
+
+
+def run(args):
+    """Searches the predictors of one run's embeddings and writes the result next to them."""
     run_dir = args.run if os.path.isdir(args.run) else os.path.dirname(os.path.abspath(args.run))
-    try:
-        *parts, problem = load_embeddings(args.run)
-        result = search_predictors(
-            *parts,
-            **problem,
-            directory=args.out or os.path.join(run_dir, SEARCH_DIR),
-            epochs=args.epochs,
-            max_trials=args.max_trials,
-            seed=args.seed,
-            overwrite=args.overwrite,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+    *parts, problem = load_embeddings(args.run)
+    result = search_predictors(
+        *parts,
+        **problem,
+        directory=args.out or os.path.join(run_dir, SEARCH_DIR),
+        epochs=args.epochs,
+        max_trials=args.max_trials,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     with open(os.path.join(run_dir, RESULT_FILE), "w") as f:
         json.dump(result, f, indent=2)
     unit = " px" if result["test_metric"] == "pixel_error" else ""
@@ -182,7 +176,10 @@ def main(argv=None):
         f"best of {len(result['predictors'])} trials: {result['chosen']} "
         f"(val loss {result['best_val_loss']:.4g}); test {result['test_metric']} {result['test_value']:.4f}{unit}"
     )
-    return 0
+
+
+def main(argv=None, prog="python -m tuning.search"):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

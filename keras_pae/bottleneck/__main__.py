@@ -1,4 +1,4 @@
-"""`python -m keras_pae.bottleneck`: the bottleneck study on one dataset (SPEC §8)."""
+"""`python -m keras_pae.bottleneck`: the bottleneck study on one dataset (bottleneck paper, Sec. 3)."""
 
 import os
 import sys
@@ -7,9 +7,9 @@ import sys
 # when its threads spin against TensorFlow's (and other jobs') on a few cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from keras_pae.cli import OneLineParser, run_command
-from keras_pae.bottleneck.geometry import COMPRESSIONS, SIZES
-from keras_pae.bottleneck.study import StudyConfig
+from keras_pae.bottleneck.geometry import COMPRESSIONS, SIZES  # noqa: E402
+from keras_pae.bottleneck.study import StudyConfig, run_study  # noqa: E402
+from keras_pae.core import cli  # noqa: E402
 
 
 def _list(kind):
@@ -21,7 +21,7 @@ def _list(kind):
 
 def build_parser(prog="python -m keras_pae.bottleneck"):
     defaults = StudyConfig()
-    parser = OneLineParser(
+    parser = cli.OneLineParser(
         prog=prog,
         description="Train a CAE for every (bottleneck size, compression) pair from one seed, then "
         "compare their losses, reconstructions, linear-probe transfer and SVCCA. Rerunning with the "
@@ -47,34 +47,27 @@ def build_parser(prog="python -m keras_pae.bottleneck"):
     return parser
 
 
+def run(args):
+    """Runs the study the flags describe and prints its headline."""
+    config = cli.config_from_args(
+        StudyConfig, args, export=not args.no_export, deterministic=not args.nondeterministic
+    ).validate()
+    summary = run_study(config, overwrite=args.overwrite)
+    print(f"Wrote {os.path.abspath(config.output_dir)} (report.md, results.csv, figures).")
+    findings = summary["findings"]
+    if len(findings["above_mean_image_loss"]) == len(config.configurations()):
+        print("No configuration is below the mean image's test loss yet: train longer to compare them.")
+    elif "size_matters_more_than_channels" in findings:
+        print(
+            "Size matters more than channels: "
+            f"{'yes' if findings['size_matters_more_than_channels'] else 'no'} (log test-loss spread "
+            f"{findings['log_test_loss_range_across_sizes']:.3f} across sizes vs "
+            f"{findings['log_test_loss_range_across_channels']:.3f} across channels)."
+        )
+
+
 def main(argv=None, prog="python -m keras_pae.bottleneck"):
-    args = build_parser(prog).parse_args(argv)
-
-    def command():
-        config = StudyConfig(
-            dataset=args.dataset, epochs=args.epochs, limit=args.limit, test_limit=args.test_limit,
-            probe_limit=args.probe_limit, image_size=args.image_size, sizes=args.sizes,
-            compressions=args.compressions, batch_size=args.batch_size, learning_rate=args.learning_rate,
-            residual_blocks=args.residual_blocks, seed=args.seed, data_dir=args.data_dir,
-            export=not args.no_export, deterministic=not args.nondeterministic, out=args.out,
-        ).validate()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from keras_pae.bottleneck.study import run_study
-
-        summary = run_study(config, overwrite=args.overwrite)
-        print(f"Wrote {os.path.abspath(config.output_dir)} (report.md, results.csv, figures).")
-        findings = summary["findings"]
-        if len(findings["above_mean_image_loss"]) == len(config.configurations()):
-            print("No configuration is below the mean image's test loss yet: train longer to compare them.")
-        elif "size_matters_more_than_channels" in findings:
-            print(
-                "Size matters more than channels: "
-                f"{'yes' if findings['size_matters_more_than_channels'] else 'no'} (log test-loss spread "
-                f"{findings['log_test_loss_range_across_sizes']:.3f} across sizes vs "
-                f"{findings['log_test_loss_range_across_channels']:.3f} across channels)."
-            )
-
-    return run_command(prog, command, "rerun the same command to resume.")
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The study's results: table, transfer probes, SVCCA, figures and report.
 
-Bottleneck paper, Section 4 (Figs. 1-4; SPEC §8). Reads what each finished
+Bottleneck paper, Section 4 (Figs. 1-4). Reads what each finished
 configuration saved (history, codes of the probe images, reconstructions),
 so it reruns in seconds without loading a model.
 """
@@ -12,7 +12,8 @@ import os
 import numpy as np
 
 from keras_pae.bottleneck import plots, svcca, transfer
-from keras_pae.bottleneck.study import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
+from keras_pae.bottleneck.geometry import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
+from keras_pae.core.tables import markdown_table
 
 RESULT_COLUMNS = (
     "name", "size", "compression", "height", "width", "channels", "trainable_params", "epochs",
@@ -214,15 +215,15 @@ def write_report(config, out, summary, results, parts, shown, names):
         f"{config.image_size}x{config.image_size}, training limit {config.limit or 'all'}, "
         f"{config.test_limit} test images. Final test MSE (train MSE):",
         "",
-        "| size | " + " | ".join(f"c = {c}" for c in config.compressions) + " |",
-        "|---|" + "---|" * len(config.compressions),
     ]
+    losses = []
     for s in config.sizes:
         cells = []
         for c in config.compressions:
             r = summary["configurations"][run_name(s, c)]
             cells.append(f"{'x'.join(map(str, r['bottleneck_shape']))}: {r['test_loss']:.5f} ({r['train_loss']:.5f})")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        losses.append((s, *cells))
+    lines.append(markdown_table(("size", *(f"c = {c}" for c in config.compressions)), losses))
     lines += ["", f"Predicting the mean training image gives a test MSE of {summary['mean_image_test_loss']:.5f}."]
     above = f["above_mean_image_loss"]
     if above:
@@ -240,11 +241,9 @@ def write_report(config, out, summary, results, parts, shown, names):
         verdict = "holds" if f["size_matters_more_than_channels"] else "does not hold"
         lines.append(f"The paper's finding (size matters more than channels) {verdict} here.")
     if results:
+        table = [(part, *(f"{results[f'{part}/{n}']['mean']:.3f}" for n in ["pixels", *names])) for part in parts]
         lines += ["", f"Transfer ({config.folds}-fold, weight decay {config.weight_decay}):", "",
-                  "| part | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
-        for part in parts:
-            cells = [f"{results[f'{part}/{n}']['mean']:.3f}" for n in ["pixels", *names]]
-            lines.append(f"| {part} | " + " | ".join(cells) + " |")
+                  markdown_table(("part", *shown), table)]
         metric = results[next(iter(results))]["metric"]
         lines.append(f"\nMetric: {metric}" + (f" (chance {results[next(iter(results))].get('chance', 0):.3f})." if metric == "macro_f1" else "."))
     lines += ["", f"SVCCA (DFT) of test codes: mean {_fmt(f['svcca_mean_same_size'])} between equal sizes, "

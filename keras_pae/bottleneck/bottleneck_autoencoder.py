@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_pae import losses
+from keras_pae.core import losses
 from keras_pae.bottleneck import networks
 
 
@@ -11,7 +11,7 @@ from keras_pae.bottleneck import networks
 class BottleneckAutoencoder(keras.Model):
     """A convolutional autoencoder whose bottleneck shape is the variable.
 
-    Bottleneck paper, Sections 2.2 and 3 (SPEC §8): pixel-wise MSE, one loss
+    Bottleneck paper, Sections 2.2 and 3: pixel-wise MSE, one loss
     tracker, so `fit`'s history has `loss` and (on validation data)
     `val_loss` after every epoch. The embedding is the bottleneck code.
 

@@ -1,4 +1,4 @@
-"""Bottleneck geometry of the study's CAE: strides, sides and channels (SPEC §8).
+"""Bottleneck geometry of the study's CAE: strides, sides and channels, and the configurations' names (bottleneck paper, Sec. 2.2).
 
 Light to import (no TensorFlow), so a bad flag fails before Keras loads.
 """
@@ -8,6 +8,10 @@ import fractions
 NUM_LAYERS = 5
 SIZES = (1, 2, 3)
 COMPRESSIONS = ("1/64", "1/16", "1/4", "1")
+# Where a study keeps its configurations (`<out>/runs/<run_name>/`), and how
+# many train and test images each saves reconstructions of.
+RUNS_DIR = "runs"
+RECONSTRUCTION_EXAMPLES = 6
 
 
 def parse_compression(compression):
@@ -32,7 +36,7 @@ def strides(size):
 
 
 def bottleneck_shape(image_shape, size, compression):
-    """(side_h, side_w, channels) of the bottleneck (SPEC §8).
+    """(side_h, side_w, channels) of the bottleneck (bottleneck paper, Sec. 2.2).
 
     Args:
         image_shape: (H, W, C) with H and W multiples of 32.
@@ -54,3 +58,7 @@ def bottleneck_shape(image_shape, size, compression):
             f"whole number of channels at {side_h}x{side_w}."
         )
     return side_h, side_w, int(volume) // (side_h * side_w)
+
+
+def run_name(size, compression):
+    return f"s{size}_c{str(parse_compression(compression)).replace('/', '-')}"

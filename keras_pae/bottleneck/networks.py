@@ -1,6 +1,6 @@
 """The CAE of the bottleneck study: encoder and decoder builders.
 
-Bottleneck paper, Section 2.2 (SPEC §8). Five down-sampling layers, each a
+Bottleneck paper, Section 2.2. Five down-sampling layers, each a
 3x3 conv followed by two residual blocks of two convs, InstanceNorm + ReLU
 after every conv. A stride-2 conv quadruples the channels, so every feature
 map before the bottleneck has the input's volume (Eq. 3). Bottleneck size i

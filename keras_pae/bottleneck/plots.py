@@ -1,11 +1,11 @@
 """The study's figures, like the bottleneck paper's Figs. 1-4 (matplotlib, Agg)."""
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+from keras_pae.core.plots import pyplot
+
+plt = pyplot()
 
 SIZE_COLOURS = ("Blues", "Oranges", "Greens", "Purples", "Reds")
 

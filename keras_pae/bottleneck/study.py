@@ -1,9 +1,9 @@
 """The bottleneck study: every (size, compression) CAE, then transfer and SVCCA.
 
-Bottleneck paper, Section 3 (SPEC §8). Every configuration trains from the
+Bottleneck paper, Section 3. Every configuration trains from the
 same seed with the test loss after every epoch (`val_loss` in its
 `history.csv`); each lives in `runs/<name>.incomplete/` while it trains and
-is published as `runs/<name>/` when done, through `training.fit_resumable`
+is published as `runs/<name>/` when done, through `runs.fit_resumable`
 (Keras `BackupAndRestore`), so rerunning the study skips finished
 configurations and resumes an interrupted one. The analysis (results table,
 transfer probes, SVCCA, figures, report) is recomputed from the runs'
@@ -14,18 +14,21 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 from typing import Optional, Tuple
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from keras_pae.bottleneck import geometry
-from keras_pae.config import JsonConfig
+from keras_pae.bottleneck import analysis, geometry
+from keras_pae.bottleneck.bottleneck_autoencoder import build_bottleneck_autoencoder
+from keras_pae.bottleneck.geometry import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
+from keras_pae.core import cli, runs
+from keras_pae.core.config import JsonConfig
+from keras_pae.data import registry
 
 STUDY_FILE = "study.json"
-RUNS_DIR = "runs"
-RECONSTRUCTION_EXAMPLES = 6
 
 
 @dataclasses.dataclass
@@ -78,8 +81,6 @@ class StudyConfig(JsonConfig):
 
     def validate(self):
         """Raises a ValueError / FileNotFoundError naming a bad value."""
-        from keras_pae.data import registry
-
         registry.info(self.dataset)
         if self.data_dir is not None and not os.path.isdir(self.data_dir):
             raise FileNotFoundError(f"--data-dir {self.data_dir!r} is not a directory.")
@@ -113,14 +114,8 @@ class StudyConfig(JsonConfig):
         return [(s, c) for s in self.sizes for c in self.compressions]
 
 
-def run_name(size, compression):
-    return f"s{size}_c{str(geometry.parse_compression(compression)).replace('/', '-')}"
-
-
 def prepare_images(images, image_size):
     """uint8 (N, H, W, C) -> float32 in [0, 1], centre-padded or cropped to `image_size`."""
-    import tensorflow as tf
-
     images = tf.image.resize_with_crop_or_pad(tf.convert_to_tensor(images), image_size, image_size)
     return (tf.cast(images, tf.float32) / 255.0).numpy()
 
@@ -137,11 +132,8 @@ class StudyData:
 
 def load_data(config, verbose=True):
     """Training and test images of the study through the data registry."""
-    from keras_pae.config import TrainConfig
-    from keras_pae.data import registry
-
     info = registry.info(config.dataset)
-    source = TrainConfig(dataset=config.dataset, limit=config.limit, data_dir=config.data_dir)
+    source = registry.DataConfig(dataset=config.dataset, limit=config.limit, data_dir=config.data_dir)
     train = registry.autoencoder_data(source, progress=verbose)
     test = registry.test_data(source, progress=verbose).take(config.test_limit)
 
@@ -180,13 +172,7 @@ def _check_study_file(config, out, overwrite):
 
 def train_configuration(config, data, size, compression, run_dir, verbose):
     """Trains one configuration in `<run_dir>.incomplete` and publishes it; returns its summary."""
-    import keras
-    import tensorflow as tf
-
-    from keras_pae import training
-    from keras_pae.bottleneck.bottleneck_autoencoder import build_bottleneck_autoencoder
-
-    staging = run_dir + training.INCOMPLETE_SUFFIX
+    staging = run_dir + runs.INCOMPLETE_SUFFIX
     keras.utils.set_random_seed(config.seed)  # the same seed for every configuration
     image_shape = data.train.shape[1:]
     model = build_bottleneck_autoencoder(image_shape, size, compression, config.residual_blocks)
@@ -198,12 +184,12 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
         .prefetch(tf.data.AUTOTUNE)
     )
     test_ds = tf.data.Dataset.from_tensor_slices(data.test).batch(256)
-    history = training.fit_resumable(model, train_ds, test_ds, staging, config.epochs, verbose=verbose)
+    history = runs.fit_resumable(model, train_ds, test_ds, staging, config.epochs, verbose=verbose)
     if not history or not np.isfinite(history[-1]["loss"]):
         raise RuntimeError(f"{staging}: training diverged (non-finite loss); see its history.csv.")
     # The study compares the configurations after the same number of epochs: the
     # final weights are kept, not the best test epoch's.
-    model.save_weights(os.path.join(staging, training.WEIGHTS_FILE))
+    model.save_weights(os.path.join(staging, runs.WEIGHTS_FILE))
     encoder = model.embedding_model()
     probe = config.probe_limit
     for part, images in (("train", data.train[:probe]), ("test", data.test[:probe])):
@@ -230,8 +216,8 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
     }
     with open(os.path.join(staging, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    os.remove(os.path.join(staging, training.FIT_DONE_FILE))
-    training.publish(staging, run_dir)
+    os.remove(os.path.join(staging, runs.FIT_DONE_FILE))
+    runs.publish(staging, run_dir)
     keras.backend.clear_session()
     return summary
 
@@ -252,12 +238,10 @@ def run_study(config, overwrite=False, verbose=True, analyse=True):
     out = os.path.abspath(config.output_dir)
     _check_study_file(config, out, overwrite)
     if config.deterministic:
-        import tensorflow as tf
-
         tf.config.experimental.enable_op_determinism()
     data = load_data(config, verbose)
     say = print if verbose else (lambda *a, **k: None)
-    fit_verbose = (1 if sys.stdout.isatty() else 2) if verbose else 0
+    fit_verbose = cli.fit_verbosity("auto") if verbose else 0
     say(f"{config.dataset}: {len(data.train)} training and {len(data.test)} test images of shape {data.train.shape[1:]}")
     summaries, trained = {}, []
     configurations = config.configurations()
@@ -281,8 +265,6 @@ def run_study(config, overwrite=False, verbose=True, analyse=True):
         )
     if not analyse:
         return {"trained": trained}
-    from keras_pae.bottleneck import analysis
-
     summary = analysis.analyse(config, out, data, summaries, say)
     summary["trained"] = trained
     with open(os.path.join(out, "summary.json"), "w") as f:

@@ -1,6 +1,6 @@
 """SVCCA between representations (Raghu et al., 2017), with the DFT route for conv maps.
 
-Bottleneck paper, Section 3 (Fig. 4; SPEC §8). Each representation (examples x
+Bottleneck paper, Section 3 (Fig. 4). Each representation (examples x
 neurons) is centred and cut by SVD to the directions that explain
 `keep_variance` (99%) of its variance; CCA between the two reduced
 representations gives canonical correlations, and the similarity is their

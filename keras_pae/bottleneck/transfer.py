@@ -1,6 +1,6 @@
 """Knowledge transfer: linear probes on latent codes, 5-fold cross-validated.
 
-Bottleneck paper, Section 3 (Fig. 3; SPEC §8): logistic regression for
+Bottleneck paper, Section 3 (Fig. 3): logistic regression for
 classes (macro F1) and linear regression for positions or landmarks (MSE) on
 the flattened codes, with weight decay 0.01, against the same probe on raw
 pixels. Both problems are convex, so they are solved to convergence (L-BFGS

@@ -2,7 +2,7 @@
 
 Feature-prediction paper, Eq. 1-3 (with f the squared error, averaged as the
 authors' implementation does with `F.mse_loss(reduction="mean")`), and the KL
-term of a VAE averaged over the batch AND the latent dimensions (SPEC §2).
+term of a VAE averaged over the batch AND the latent dimensions.
 """
 
 from keras import ops

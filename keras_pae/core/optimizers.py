@@ -2,7 +2,7 @@
 
 Keras 3's Adam updates each variable with about ten separate element-wise ops
 (m, v, then the step), every one a pass over memory. The feature MLPs hold
-~19 M parameters per layer of 9408 x 2048 (SPEC §3), so on a CPU those passes
+~19 M parameters per layer of 9408 x 2048 (feature-prediction paper, Sec. V), so on a CPU those passes
 cost ~80 ms of CPU per step, about 15% of an I-F-FP step at batch 128;
 TensorFlow's `ResourceApplyAdam` does the same update in one pass (~20 ms).
 
@@ -19,8 +19,8 @@ lower PS loss after the same epochs on the make-train collection).
 
 import keras
 
-from keras_pae.config import ADAMS
-
+# The arithmetics `adam` offers (a run config's `adam` field names one).
+ADAMS = ("torch", "keras")
 # PyTorch's torch.optim.Adam defaults, which the authors' code keeps.
 AUTHORS_EPSILON = 1e-8
 

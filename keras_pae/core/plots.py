@@ -1,4 +1,4 @@
-"""Figures shared by the experiment grid and decoder retraining (matplotlib, Agg)."""
+"""Figures shared by the paper families (matplotlib on its file-only Agg backend)."""
 
 import numpy as np
 
@@ -11,17 +11,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def test_images(config, count=8):
-    """`count` test images of `config.dataset`, evenly spread, as the models see them."""
-    from keras_pae.data import pipeline, registry
-
-    test = registry.test_data(config, progress=False)
-    picks = np.linspace(0, len(test) - 1, count).astype(int)
-    fit = registry.info(config.dataset).fit
-    dataset = pipeline.image_dataset(test.images[picks], count, image_size=config.image_size, fit=fit)
-    return np.concatenate([np.asarray(batch) for batch in dataset])
 
 
 def save_image_grid(rows, path):

@@ -1,8 +1,7 @@
-"""Generate, load or describe data sets: `python -m keras_pae.data <dataset> [--info] [options]`.
+"""Generate, load or describe data sets: `keras-pae data <dataset> [--info] [options]`.
 
 Each data set is one subcommand, added by a function in `SUBCOMMANDS` that
-builds its parser and sets `run` to the function doing the work. Data modules
-are imported inside those functions so `--help` stays instant. `--info`
+builds its parser and sets `run` to the function doing the work. `--info`
 prints the parts, their sizes and where they would come from, without
 downloading or generating anything.
 """
@@ -11,7 +10,10 @@ import argparse
 import os
 import sys
 
-from keras_pae.cli import OneLineParser as _Parser
+from keras_pae.core import cli
+# Light modules (no gymnasium, no TensorFlow at import): --help stays instant.
+from keras_pae.data import lunarlander, registry
+from keras_pae.data.registry import DATASETS, REGISTRY
 
 
 def _int_at_least(minimum):
@@ -34,9 +36,6 @@ _non_negative_int = _int_at_least(0)
 
 
 def _add_lunarlander(subparsers):
-    # Only constants here: importing the module is cheap (no gymnasium, no TensorFlow).
-    from keras_pae.data import lunarlander
-
     parser = subparsers.add_parser(
         "lunarlander",
         help="the LunarLander collection (feature-prediction paper, Section III-A)",
@@ -76,8 +75,6 @@ def _add_info(parser):
 
 
 def _runs(text):
-    from keras_pae.data import lunarlander
-
     runs = [name.strip() for name in text.split(",") if name.strip()]
     bad = [name for name in runs if name not in lunarlander.RUNS]
     if bad or not runs:
@@ -88,8 +85,6 @@ def _runs(text):
 
 
 def _run_lunarlander(args):
-    from keras_pae.data import lunarlander, registry
-
     if args.info:
         print(registry.describe("lunarlander"))
         return 0
@@ -117,8 +112,6 @@ def _run_lunarlander(args):
 
 def _add_registry_datasets(subparsers):
     """One subcommand per registry data set read from TFDS or local files."""
-    from keras_pae.data.registry import DATASETS, REGISTRY
-
     for name in DATASETS:
         if name == "lunarlander":
             continue
@@ -139,8 +132,6 @@ def _add_registry_datasets(subparsers):
 
 
 def _run_registry_dataset(args):
-    from keras_pae.data import registry
-
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise FileNotFoundError(f"--data-dir {args.data_dir!r} is not a directory.")
     if args.info:
@@ -157,26 +148,18 @@ def _run_registry_dataset(args):
 SUBCOMMANDS = (_add_lunarlander, _add_registry_datasets)
 
 
-def build_parser():
-    """The `python -m keras_pae.data` parser, one subcommand per data set."""
-    parser = _Parser(prog="python -m keras_pae.data", description=__doc__.splitlines()[0])
+def build_parser(prog="python -m keras_pae.data"):
+    """The `keras-pae data` parser, one subcommand per data set."""
+    parser = cli.OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
     return parser
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m keras_pae.data"):
     """Runs the command line; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+    return cli.main(build_parser(prog), lambda args: args.run(args), argv, "rerun the same command; finished runs are cached.")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Readers for the files a user already has, chosen with `--data-dir` (SPEC §6, §8, §9).
+"""Readers for the files a user already has, chosen with `--data-dir`.
 
 Every reader returns `ImageData` with uint8 images (N, H, W, C) at their
 native size, upright, and labels as 0-based class indices. Light to import

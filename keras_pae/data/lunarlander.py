@@ -1,6 +1,6 @@
 """The LunarLander collection: random-policy frames of LunarLander with the lander's (x, y).
 
-Feature-prediction paper, Section III-A (SPEC §6). Three runs of 700 rollouts x
+Feature-prediction paper, Section III-A. Three runs of 700 rollouts x
 150 steps: run 1 ("autoencoder") trains the autoencoders unfiltered, runs 2
 ("predictor") and 3 ("test") train and test the position predictors once the
 frames with the lander off-screen are removed (`LunarLanderRun.filtered`).
@@ -92,7 +92,7 @@ class LunarLanderRun:
 def on_screen(positions):
     """Boolean mask of the positions inside the paper's on-screen box, boundaries included.
 
-    SPEC §6: -1 <= x <= 1 and -0.5 <= y <= 1.5 (observation units).
+    The feature-prediction paper, Sec. III-A: -1 <= x <= 1 and -0.5 <= y <= 1.5 (observation units).
 
     Args:
         positions: array-like (..., 2) of observation[0:2] values.
@@ -144,7 +144,7 @@ def generate_run(
             the authors' script: their gym kept stepping the ended episode,
             which is where most off-screen frames, and the frames of a lander
             lying still on the ground, come from. True gives more frames of a
-            lander in flight (`make train` uses it; see the README).
+            lander in flight (`make train` uses it; see docs/datasets.md).
 
     Returns:
         A `LunarLanderRun` of `rollouts * steps` frames; callers filter it.

@@ -3,11 +3,15 @@
 import numpy as np
 import tensorflow as tf
 
+# Cached features are stored as p(X) - FEATURE_OFFSET (see
+# `keras_pae.perceptual.feature_cache`); batches hand out p(X).
+FEATURE_OFFSET = 0.5
+
 
 def validation_split(num_examples, groups=None, fraction=0.2):
     """Index where the trailing validation part starts.
 
-    SPEC §4: the validation split is the LAST `fraction` of the data,
+    The authors' code: the validation split is the LAST `fraction` of the data,
     contiguous; with `groups` (e.g. LunarLander rollout ids, contiguous runs of
     equal values) it is rounded to the nearest group boundary so no rollout is
     split between training and validation.
@@ -40,7 +44,7 @@ def to_model_images(images, image_size=None, fit="resize"):
     Grey images are repeated over 3 channels. Other sizes are resized
     (bilinear), e.g. Fashion-MNIST's 28x28 to the conv models' 64x64, or with
     `fit="wrap"` tiled: SVHN's 32x32 becomes the 2x2 tiling the papers use,
-    `np.pad(img, ((0, 32), (0, 32), (0, 0)), mode="wrap")` (SPEC §6).
+    `np.pad(img, ((0, 32), (0, 32), (0, 0)), mode="wrap")`.
 
     Args:
         images: tensor (N, H, W, C) with C = 1 or 3.
@@ -98,8 +102,6 @@ def image_dataset(
 
 
 def _feature_dataset(images, features, batch_size, shuffle, seed, image_size, fit, with_images):
-    from keras_pae.feature_cache import OFFSET
-
     if len(features) != len(images):
         raise ValueError(f"{len(features)} cached feature rows for {len(images)} images.")
     # Rows are fetched by index, so memory-mapped features stay on disk; the
@@ -115,7 +117,7 @@ def _feature_dataset(images, features, batch_size, shuffle, seed, image_size, fi
             lambda i: np.asarray(features[i]), [batch_indices], tf.as_dtype(features.dtype), stateful=False
         )
         rows.set_shape((None, num_features))
-        return tf.cast(rows, tf.float32) + OFFSET
+        return tf.cast(rows, tf.float32) + FEATURE_OFFSET
 
     if with_images:
         convert = lambda x, i: {"images": to_model_images(x, image_size, fit), "features": fetch(i)}  # noqa: E731

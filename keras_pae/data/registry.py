@@ -1,6 +1,6 @@
 """The data registry: a dataset name -> its three parts, label kind and sources.
 
-SPEC §6, §8, §9: every dataset has autoencoder data (unlabelled use),
+Every dataset has autoencoder data (unlabelled use),
 predictor data (train + validation for the embedding predictors) and test
 data. Each part comes from local files when `--data-dir` is given (or, for
 Fashion-MNIST, Debian's package folder exists), else from tensorflow-datasets.
@@ -220,7 +220,7 @@ def _celeb_a_landmarks(features):
 
 
 def _celeb_a(label):
-    # The CAE bottleneck paper: the first 10 000 images and the last 2 000 (SPEC §8).
+    # The CAE bottleneck paper: the first 10 000 images and the last 2 000.
     return TfdsSource(
         "celeb_a", "train[:10000]", "train[:10000]", "test[-2000:]", "drive.google.com",
         label=label, prepare=_celeb_a_images,
@@ -249,7 +249,7 @@ REGISTRY = {
         _idx_source("fashion_mnist", FASHION_MNIST_DIR),
         (60000, 60000, 10000),
     ),
-    # 32x32 digits wrap-padded (2x2 tiled) to 64x64, as the papers do (SPEC §6).
+    # 32x32 digits tiled 2x2 into 64x64, as the perceptual-loss paper does (Sec. V).
     "svhn": Dataset(
         DatasetInfo("svhn", "class", 10, image_size=64, fit="wrap", native_size=(32, 32)),
         TfdsSource("svhn_cropped", "extra", "train", "test", "ufldl.stanford.edu"),
@@ -258,7 +258,7 @@ REGISTRY = {
         }),
         (531131, 73257, 26032),
     ),
-    # The paper's "500" labelled training images is a typo for 5000 (SPEC §6).
+    # The papers' "500" labelled training images is a typo for 5000 (the bottleneck paper, Sec. 2.3.3, has 5000).
     "stl10": Dataset(
         DatasetInfo("stl10", "class", 10, image_size=96, native_size=(96, 96)),
         TfdsSource("stl10", "unlabelled", "train", "test", "ai.stanford.edu"),
@@ -326,6 +326,39 @@ def info(name):
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; valid datasets are {', '.join(DATASETS)}.")
     return DATASETS[name]
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which data `autoencoder_data`, `predictor_data` and `test_data` read.
+
+    A paper's run config (e.g. `TrainConfig`) has these fields too and can be
+    passed instead; the defaults are its.
+
+    Args:
+        dataset: a registry name (see `DATASETS`).
+        limit: use only the first `limit` autoencoder images.
+        data_dir: folder with the dataset's local files; None uses
+            tensorflow-datasets (or Debian's Fashion-MNIST folder).
+        image_size: LunarLander: side of the rendered frames (None: the generator's).
+        data_seed: LunarLander: seed of the generated collection.
+        rollouts: LunarLander rollouts of the autoencoder run.
+        predictor_rollouts, test_rollouts: LunarLander rollouts of the
+            predictor and test runs (None: as many as the autoencoder run uses).
+        steps: LunarLander steps per rollout.
+        reset_on_termination: LunarLander: start a new episode when one ends.
+    """
+
+    dataset: str
+    limit: Optional[int] = None
+    data_dir: Optional[str] = None
+    image_size: Optional[int] = None
+    data_seed: int = 0
+    rollouts: int = 700
+    predictor_rollouts: Optional[int] = None
+    test_rollouts: Optional[int] = None
+    steps: int = 150
+    reset_on_termination: bool = False
 
 
 def _lunarlander_run(config, run, rollouts, progress):
@@ -491,7 +524,7 @@ def autoencoder_data(config, progress=True):
     """The autoencoder part of `config.dataset`, cut to `config.limit`.
 
     Args:
-        config: a validated `TrainConfig`.
+        config: a `DataConfig`, or a validated run config with its fields.
         progress: show a progress bar while generating.
     """
     data = _part(config, "autoencoder", progress, config.limit)

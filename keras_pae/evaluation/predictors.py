@@ -1,6 +1,6 @@
 """The seven predictor MLPs of the feature-prediction paper and their selection.
 
-Feature-prediction paper, Section VI (SPEC §5): for every autoencoder, MLPs
+Feature-prediction paper, Section VI: for every autoencoder, MLPs
 with hidden layers [], [32], [64], [32, 32], [64, 32], [64, 64], [128, 128]
 (LeakyReLU, linear output) are trained on the embeddings (mu) with MSE
 against the position or the one-hot class, Adam, batch 512, up to 500 epochs,
@@ -49,7 +49,7 @@ def targets(labels, label_kind, num_outputs):
 
 
 def position_error_pixels(predicted, positions, pixels_per_unit=lunarlander.PIXELS_PER_UNIT):
-    """Mean Euclidean distance in pixels of the 64x64 image (SPEC §5).
+    """Mean Euclidean distance in pixels of the 64x64 image (feature-prediction paper, Sec. VI).
 
     Rows of 2k coordinates are k (x, y) points (CelebA's 5 landmarks); the
     mean is over every point.

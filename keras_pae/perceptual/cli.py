@@ -1,38 +1,12 @@
-"""`train.py`'s command line: flags -> `TrainConfig` -> `training.train`."""
+"""`train.py`'s command line (`keras-pae train`): flags -> `TrainConfig` -> `training.train`."""
 
-import argparse
-import os
-import sys
-
-from keras_pae.config import (
+from keras_pae.core import cli
+from keras_pae.perceptual.config import (
     ADAMS, DATASETS, DISTRIBUTE_CHOICES, FEATURE_CACHES, INITS, NAMED_LOSS_WEIGHTS, PREDICTOR_SEARCHES, TrainConfig,
 )
-from keras_pae.procedures import PROCEDURES
+from keras_pae.perceptual.procedures import PROCEDURES
 
-
-def run_command(prog, command, resume_hint):
-    """Runs `command()` behind the project's error boundary; returns the exit status.
-
-    A ValueError or FileNotFoundError (a bad flag, missing data, an offline
-    download) prints `prog: error: ...` in one line and returns 2; an
-    interrupt prints `resume_hint` and returns 130; success returns 0.
-    """
-    try:
-        command()
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
-        return 130
-    return 0
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a single line (no usage dump)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+RESUME_HINT = "continue with the same flags and --resume."
 
 
 def add_train_arguments(parser, grid_axes=True):
@@ -98,7 +72,7 @@ def add_train_arguments(parser, grid_axes=True):
         help="auto: compute the loss network's features of the training images once (float16 on disk, in the run's "
         "staging directory) for every procedure but I-I-PW; off: recompute them every step (default: %(default)s)",
     )
-    parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA (slower on the CPU measured; see README)")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA (slower on the CPUs measured; see docs/performance.md)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 instructions (loss network and losses stay float32)")
     parser.add_argument(
         "--distribute", default=defaults.distribute, choices=DISTRIBUTE_CHOICES,
@@ -108,44 +82,12 @@ def add_train_arguments(parser, grid_axes=True):
 
 
 def config_from_args(args):
-    defaults = TrainConfig()
-    return TrainConfig(
-        dataset=args.dataset,
-        procedure=getattr(args, "procedure", defaults.procedure),
-        z_dim=getattr(args, "z_dim", defaults.z_dim),
-        gamma=getattr(args, "gamma", defaults.gamma),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        init=args.init,
-        adam=args.adam,
-        patience=args.patience,
-        loss_weights=args.loss_weights,
-        imagenet_normalize=args.imagenet_normalize,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        limit=args.limit,
-        image_size=args.image_size,
-        rollouts=args.rollouts,
-        predictor_rollouts=args.predictor_rollouts,
-        test_rollouts=args.test_rollouts,
-        data_dir=args.data_dir,
-        steps=args.steps,
-        reset_on_termination=args.reset_on_termination,
-        predictor_epochs=args.predictor_epochs,
-        predictor_search=args.predictor_search,
-        predictor_trials=args.predictor_trials,
-        deterministic=not args.nondeterministic,
-        feature_cache=args.feature_cache,
-        jit_compile=args.jit_compile,
-        mixed_precision=args.mixed_precision,
-        distribute=args.distribute,
-        out=getattr(args, "out", None),
-    )
+    """The `TrainConfig` of parsed training flags (the grid's axes keep their defaults when absent)."""
+    return cli.config_from_args(TrainConfig, args, deterministic=not args.nondeterministic)
 
 
 def build_parser(prog="train.py"):
-    parser = OneLineParser(
+    parser = cli.OneLineParser(
         prog=prog,
         description="Pretrain an image encoder with one of the six procedures and export it as a SavedModel.",
     )
@@ -156,16 +98,14 @@ def build_parser(prog="train.py"):
     return parser
 
 
+def run(args):
+    """Trains the run the flags describe."""
+    config = config_from_args(args).validate()
+    # TensorFlow loads only once the flags are known to be good.
+    from keras_pae.perceptual import training
+
+    training.train(config, resume=args.resume, overwrite=args.overwrite)
+
+
 def main(argv=None, prog="train.py"):
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-
-    def command():
-        config = config_from_args(args).validate()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        from keras_pae import training
-
-        training.train(config, resume=args.resume, overwrite=args.overwrite)
-
-    return run_command(prog, command, "continue with the same flags and --resume.")
+    return cli.main(build_parser(prog), run, argv, RESUME_HINT)

@@ -4,58 +4,35 @@ Importing this module is cheap (no TensorFlow), so bad flags fail fast.
 """
 
 import dataclasses
-import json
 import os
 from typing import Optional
 
+from keras_pae.core.config import JsonConfig
 from keras_pae.data.registry import DATASETS
-from keras_pae.procedures import Procedure, check_image_size
+from keras_pae.perceptual.procedures import Procedure, check_image_size
 
-# Keep in step with keras_pae.loss_network.WEIGHT_CHOICES (which imports TensorFlow).
+# Keep in step with keras_pae.perceptual.loss_network.WEIGHT_CHOICES (which imports TensorFlow).
 NAMED_LOSS_WEIGHTS = ("imagenet", "fashion_mnist", "random")
 # "mlps": the feature-prediction paper's seven MLPs; "tuner": the first
 # paper's KerasTuner space (tuning/).
 PREDICTOR_SEARCHES = ("mlps", "tuner")
 # "auto": cache p(X) of the training images once when the procedure uses the
-# loss network (measured faster for all five, see the README's Performance).
+# loss network (measured faster for all five, see docs/performance.md).
 FEATURE_CACHES = ("auto", "off")
 # "mirrored": tf.distribute.MirroredStrategy over the GPUs (or the logical CPUs).
 DISTRIBUTE_CHOICES = ("none", "mirrored")
 # "torch": what the authors' PyTorch code does by default; "keras": Keras's defaults.
 INITS = ("torch", "keras")
+# Keep in step with keras_pae.core.optimizers.ADAMS (which imports Keras).
 ADAMS = ("torch", "keras")
-
-
-class JsonConfig:
-    """JSON round-trip for a config dataclass (tuples are written as lists and read back as tuples)."""
-
-    def to_dict(self):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown config keys {unknown}; valid keys are {sorted(known)}.")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-    def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
 
 
 @dataclasses.dataclass
 class TrainConfig(JsonConfig):
     """Everything that determines one autoencoder training run.
 
-    Defaults follow SPEC §4 (the feature-prediction paper, Section VI, and the
-    authors' code): Adam 1e-3, batch 512, up to 50 epochs, the last 20% of the
+    Defaults follow the feature-prediction paper (Section VI) and the
+    authors' code: Adam 1e-3, batch 512, up to 50 epochs, the last 20% of the
     autoencoder data as validation, early stopping with patience
     max(10, epochs / 20), the best-validation epoch kept.
 
@@ -73,7 +50,7 @@ class TrainConfig(JsonConfig):
         adam: `"torch"` is PyTorch's Adam, the authors' (epsilon 1e-8 added to
             the bias-corrected sqrt(v)); `"keras"` is Keras's (1e-7 added to
             sqrt(v)). They differ for the PS loss, whose gradients are about
-            as small as epsilon (see `keras_pae.optimizers`).
+            as small as epsilon (see `keras_pae.core.optimizers`).
         loss_weights: `"imagenet"`, `"random"` or a weights file path.
         imagenet_normalize: feed ImageNet-normalised images to the loss network.
         seed: seeds data order, initialisation and sampling.
@@ -94,7 +71,7 @@ class TrainConfig(JsonConfig):
         steps: LunarLander steps per rollout.
         reset_on_termination: LunarLander: start a new episode when one ends
             (False follows the authors' script, which kept stepping it).
-        predictor_epochs: maximum epochs of each embedding predictor (SPEC §5);
+        predictor_epochs: maximum epochs of each embedding predictor;
             0 skips the evaluation.
         predictor_search: `"mlps"` (the seven MLPs of the feature-prediction
             paper) or `"tuner"` (the first paper's space, searched with KerasTuner).
@@ -204,7 +181,7 @@ class TrainConfig(JsonConfig):
                 raise ValueError(
                     f"Loss-network weights file {self.loss_weights!r} is not a valid "
                     ".weights.h5 (HDF5) file; convert a checkpoint with "
-                    "`python -m keras_pae.convert_alexnet SRC.pth DST.weights.h5`."
+                    "`python -m keras_pae.perceptual.convert_alexnet SRC.pth DST.weights.h5`."
                 )
         return self
 

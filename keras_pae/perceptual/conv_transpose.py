@@ -9,7 +9,7 @@ from keras import ops
 class Conv2DTranspose(keras.layers.Conv2DTranspose):
     """`keras.layers.Conv2DTranspose` with two faster computations.
 
-    The 64x64 image decoder's first transposed convolution (SPEC §3) maps a
+    The 64x64 image decoder's first transposed convolution (feature-prediction paper, Fig. 3) maps a
     1x1x1024 map to 5x5x128: each output pixel is a linear map of the one
     input vector, i.e. a single (1024 x 3200) matrix product. TensorFlow's CPU
     kernels computed it as a general transposed convolution at 64 ms per step

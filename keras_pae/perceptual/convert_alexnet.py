@@ -1,16 +1,18 @@
 """Converts a torchvision AlexNet checkpoint into the loss network's weights.
 
-    python -m keras_pae.convert_alexnet SRC.pth DST.weights.h5
+    keras-pae convert-alexnet SRC.pth DST.weights.h5
 
 Only this module imports PyTorch (the `convert` extra), and only to read the
 checkpoint; training never does.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
+
+from keras_pae.core import cli
+from keras_pae.perceptual.alexnet import alexnet_trunk
 
 # torchvision key of each of the trunk's conv layers (features[0], features[3]).
 TORCH_KEYS = {"conv1": "features.0", "conv2": "features.3"}
@@ -80,8 +82,6 @@ def assign_torch_checkpoint(trunk, path):
 
 def convert(src, dst):
     """Converts torchvision checkpoint `src` into a `.weights.h5` at `dst`."""
-    from keras_pae.loss_network import alexnet_trunk
-
     if not str(dst).endswith(".weights.h5"):
         raise ValueError(f"Destination {dst!r} must end in .weights.h5.")
     trunk = alexnet_trunk()
@@ -94,24 +94,25 @@ def convert(src, dst):
     return dst
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_pae.convert_alexnet",
+def build_parser(prog="python -m keras_pae.perceptual.convert_alexnet"):
+    parser = cli.OneLineParser(
+        prog=prog,
         description="Convert a torchvision AlexNet .pth into keras_pae loss-network weights.",
     )
     parser.add_argument("src", help="torchvision checkpoint, e.g. alexnet-owt-7be5be79.pth")
     parser.add_argument("dst", help="output file ending in .weights.h5")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args):
     if not os.path.isfile(args.src):
-        print(f"error: checkpoint {args.src!r} not found.", file=sys.stderr)
-        return 2
-    try:
-        convert(args.src, args.dst)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"checkpoint {args.src!r} not found.")
+    convert(args.src, args.dst)
     print(f"wrote {args.dst}")
-    return 0
+
+
+def main(argv=None, prog="python -m keras_pae.perceptual.convert_alexnet"):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """The experiment grid: every (procedure, z, gamma, repetition), resumable, on one or many machines.
 
-    python -m keras_pae.experiment --dataset lunarlander --procedures all \\
+    keras-pae experiment --dataset lunarlander --procedures all \\
         --z-dims 64,128,256 --gammas 0 --repetitions 4 --out DIR [train.py flags]
 
-Feature-prediction paper, Section VI and Table I (SPEC §4, §7). Each grid
+Feature-prediction paper, Section VI and Table I. Each grid
 point is one `train.py` run in `DIR/runs/<name>/`; repetition r trains with
 seed `--seed + r` on the same data. The grid is a KerasTuner `GridSearch`
 oracle whose trials are the points, so KerasTuner's chief/worker mode spreads
-it over machines (see the README): set `KERASTUNER_TUNER_ID` (`chief`,
+it over machines (see docs/perceptual.md): set `KERASTUNER_TUNER_ID` (`chief`,
 `tuner0`, `tuner1`, ...), `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT`
 and start the same command everywhere. A rerun skips finished points and
 resumes interrupted ones. At the end (single process, or the chief), the
@@ -21,8 +21,18 @@ import json
 import os
 import sys
 
-from keras_pae.cli import OneLineParser, add_train_arguments, config_from_args, run_command
-from keras_pae.procedures import PROCEDURES, Procedure
+import keras_tuner
+import numpy as np
+from keras_tuner.src.distribute import utils as distribute
+
+from keras_pae.core import cli
+from keras_pae.core.plots import pyplot, save_image_grid
+from keras_pae.core.runs import INCOMPLETE_SUFFIX
+from keras_pae.core.tables import markdown_table
+from keras_pae.perceptual import training
+from keras_pae.perceptual.cli import add_train_arguments, config_from_args
+from keras_pae.perceptual.plots import test_images
+from keras_pae.perceptual.procedures import PROCEDURES, Procedure
 
 RUNS_DIR = "runs"
 TUNER_PROJECT = "grid"
@@ -51,8 +61,6 @@ class Grid:
     repetitions: int
 
     def hyperparameters(self):
-        import keras_tuner
-
         hp = keras_tuner.HyperParameters()
         hp.Choice("procedure", list(self.procedures))
         hp.Choice("z_dim", list(self.z_dims))
@@ -87,15 +95,13 @@ def run_point(config, out, tuner_id="local", verbose=0):
     Returns:
         `(summary, trained)`: the run's summary and whether this call trained.
     """
-    from keras_pae import training
-
     directory = run_dir(out, config)
     config = dataclasses.replace(config, out=directory)
     summary_path = os.path.join(directory, "summary.json")
     if os.path.isfile(summary_path):
         with open(summary_path) as f:
             return json.load(f), False
-    resume = os.path.isdir(directory + training.INCOMPLETE_SUFFIX)
+    resume = os.path.isdir(directory + INCOMPLETE_SUFFIX)
     with open(os.path.join(out, TRAINING_LOG), "a") as f:
         f.write(f"{tuner_id} {config.run_name}\n")
     return training.train(config, resume=resume, verbose=verbose), True
@@ -110,8 +116,6 @@ def _objective(summary):
 
 
 def _grid_tuner(base, grid, out, verbose):
-    import keras_tuner
-
     class GridTuner(keras_tuner.engine.base_tuner.BaseTuner):
         """Runs a grid point per trial; KerasTuner hands the points out."""
 
@@ -150,8 +154,6 @@ def run_grid(base, grid, out, verbose=1):
         A dict: points trained by this process, and the report's rows (None
         on a worker, which leaves the report to the chief).
     """
-    from keras_tuner.src.distribute import utils as distribute
-
     os.makedirs(os.path.join(out, RUNS_DIR), exist_ok=True)
     _check_same_experiment(base, grid, out)
     tuner = _grid_tuner(base, grid, out, verbose)
@@ -236,8 +238,6 @@ def write_results(rows, path):
 
 def mean_std(values):
     """`(mean, sample std)`; the std is None for fewer than two values."""
-    import numpy as np
-
     values = np.asarray(values, float)
     return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
 
@@ -259,15 +259,15 @@ def report_markdown(rows):
     lines = ["# Experiment report", ""]
     for gamma in sorted({r["gamma"] for r in rows}):
         for title, field, places in ((f"Test {metric}{unit}", key, digits), ("Training seconds per epoch", "seconds_per_epoch", 1)):
-            lines += [f"## {title}, gamma = {gamma:g}", "", "| procedure | " + " | ".join(f"z = {z}" for z in z_dims) + " |"]
-            lines.append("|---|" + "---|" * len(z_dims))
+            table = []
             for procedure in dict.fromkeys(r["procedure"] for r in rows):
                 cells = []
                 for z in z_dims:
                     values = [r[field] for r in rows if (r["procedure"], r["z_dim"], r["gamma"]) == (procedure, z, gamma)]
                     cells.append(_cell(values, places) if values else "—")
-                lines.append(f"| {procedure} | " + " | ".join(cells) + " |")
-            lines.append("")
+                table.append((procedure, *cells))
+            header = ("procedure", *(f"z = {z}" for z in z_dims))
+            lines += [f"## {title}, gamma = {gamma:g}", "", markdown_table(header, table), ""]
     repetitions = max(r["repetition"] for r in rows) + 1
     lines.append(f"Mean ± sample standard deviation over up to {repetitions} repetitions; {len(rows)} runs.")
     baselines = [float(r["baseline_value"]) for r in rows if r["test_metric"] and r.get("baseline_value") is not None]
@@ -279,8 +279,6 @@ def report_markdown(rows):
 
 def plot_metric_vs_time(rows, path):
     """Test metric against total training time, one colour per procedure (Figs 6-8)."""
-    from keras_pae.plots import pyplot
-
     plt = pyplot()
     rows = [r for r in rows if r["test_metric"]]
     if not rows:
@@ -300,9 +298,6 @@ def plot_metric_vs_time(rows, path):
 
 def plot_reconstructions(rows, base, path, images=8):
     """Test images and their reconstructions by each image-decoding procedure (first run of each)."""
-    from keras_pae.plots import save_image_grid, test_images
-    from keras_pae.training import load_run
-
     decoding = {}
     for r in rows:
         if Procedure.parse(r["procedure"]).decoder == "image":
@@ -312,7 +307,7 @@ def plot_reconstructions(rows, base, path, images=8):
     originals = test_images(base, images)
     grid = [("original", originals)]
     for procedure, row in decoding.items():
-        model = load_run(os.path.join(os.path.dirname(path), row["run"]))
+        model = training.load_run(os.path.join(os.path.dirname(path), row["run"]))
         grid.append((f"{procedure} z={row['z_dim']}", model(originals)))
     save_image_grid(grid, path)
 
@@ -340,9 +335,9 @@ def _procedures(text):
     return tuple(Procedure.parse(p).name for p in text.split(","))
 
 
-def build_parser():
-    parser = OneLineParser(
-        prog="python -m keras_pae.experiment",
+def build_parser(prog="python -m keras_pae.perceptual.experiment"):
+    parser = cli.OneLineParser(
+        prog=prog,
         description="Train every (procedure, z, gamma, repetition) missing from --out and write results.csv, report.md and plots.",
     )
     add_train_arguments(parser, grid_axes=False)
@@ -354,25 +349,22 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+def run(args):
+    """Runs the grid the flags describe."""
+    procedures = _procedures(args.procedures)
+    if args.repetitions < 1:
+        raise ValueError(f"--repetitions must be a positive integer; got {args.repetitions}.")
+    if any(g < 0 for g in args.gammas):
+        raise ValueError(f"--gammas must be >= 0; got {args.gammas}.")
+    base = config_from_args(args)
+    base.out = None
+    base.validate()
+    grid = Grid(procedures, args.z_dims, args.gammas, args.repetitions)
+    run_grid(base, grid, os.path.abspath(args.out))
 
-    def command():
-        procedures = _procedures(args.procedures)
-        if args.repetitions < 1:
-            raise ValueError(f"--repetitions must be a positive integer; got {args.repetitions}.")
-        if any(g < 0 for g in args.gammas):
-            raise ValueError(f"--gammas must be >= 0; got {args.gammas}.")
-        base = config_from_args(args)
-        base.out = None
-        base.validate()
-        grid = Grid(procedures, args.z_dims, args.gammas, args.repetitions)
-        run_grid(base, grid, os.path.abspath(args.out))
 
-    return run_command(parser.prog, command, "rerun the same command to continue.")
+def main(argv=None, prog="python -m keras_pae.perceptual.experiment"):
+    return cli.main(build_parser(prog), run, argv, "rerun the same command to continue.")
 
 
 if __name__ == "__main__":

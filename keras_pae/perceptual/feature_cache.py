@@ -1,6 +1,6 @@
 """Cached loss-network features: p(X) of the training images, computed once.
 
-The loss network is frozen (SPEC §1), so p(X) of a training image never
+The loss network is frozen (feature-prediction paper, Sec. IV), so p(X) of a training image never
 changes: every procedure but I-I-PW would recompute the same features at every
 epoch, as the FP target (I-F-FP, F-F-FP), the PS target (I-I-PS, F-I-PS) or the
 encoder input (F-*). They are computed once per run into a float16 `.npy`
@@ -20,10 +20,14 @@ import json
 import os
 import shutil
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-# Stored value = feature - OFFSET (see above).
-OFFSET = 0.5
+from keras_pae.data import pipeline
+
+# Stored value = feature - OFFSET (see above); the pipeline adds it back.
+OFFSET = pipeline.FEATURE_OFFSET
 FORMAT_VERSION = 1
 
 
@@ -35,8 +39,6 @@ def cache_key(loss_network, images, image_size=None, fit="resize"):
         images: the images (array, as the pipeline gets them).
         image_size, fit: how the pipeline brings them to the network's size.
     """
-    import keras
-
     images = np.ascontiguousarray(images)
     digest = hashlib.blake2b(digest_size=12)
     description = dict(
@@ -68,11 +70,6 @@ def compute_features(loss_network, images, path, image_size=None, fit="resize", 
         batch_size: images per loss-network call.
         progress: show a progress bar.
     """
-    import keras
-    import tensorflow as tf
-
-    from keras_pae.data import pipeline
-
     num_features = int(np.prod(loss_network.output_shape[1:]))
     partial = f"{path}.partial.npy"
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(len(images), num_features))

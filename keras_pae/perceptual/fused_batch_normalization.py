@@ -2,7 +2,7 @@
 
 Keras 3's BatchNormalization computes moments and normalises with separate
 element-wise ops; on a CPU the seven BN layers of the conv encoder and decoder
-(SPEC §3) then cost ~105 ms per step of 128 64x64 images, forward and
+(feature-prediction paper, Figs. 3-4) then cost ~105 ms per step of 128 64x64 images, forward and
 backward, against ~32 ms for `FusedBatchNormV3`, a fifth of an I-I-PS step.
 """
 

@@ -1,6 +1,6 @@
 """The loss network p: AlexNet's `features[:5]` followed by a sigmoid.
 
-Feature-prediction paper, Section IV and Fig. 2 (SPEC §1): torchvision's
+Feature-prediction paper, Section IV and Fig. 2: torchvision's
 AlexNet up to and including the second ReLU, frozen, with the activations
 squashed into (0, 1) by a sigmoid. Input scaling is pinned here: the network
 sees the image in [0, 1] exactly as the autoencoder does (the authors' code
@@ -14,8 +14,9 @@ import os
 import keras
 import numpy as np
 
-from keras_pae import convert_alexnet as _convert
-from keras_pae.initializers import torch_default
+from keras_pae.perceptual import convert_alexnet as _convert
+from keras_pae.perceptual.alexnet import alexnet_trunk
+from keras_pae.perceptual.pretrain_loss_network import SHIPPED_FASHION_MNIST, pretrain_loss_network
 
 IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 IMAGENET_FILE = "alexnet-owt-7be5be79.pth"
@@ -24,7 +25,6 @@ IMAGENET_SHA256_PREFIX = "7be5be79"
 CONVERTED_IMAGENET_FILE = "alexnet_features_imagenet.weights.h5"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FEATURE_CHANNELS = 192
 
 CONVERTED_FASHION_MNIST_FILE = "alexnet_features_fashion_mnist.weights.h5"
 
@@ -37,105 +37,12 @@ def keras_cache_dir():
     return os.path.join(home, "models")
 
 
-@keras.saving.register_keras_serializable(package="keras_pae", name="SpaceToDepthConv2D")
-class Conv2D(keras.layers.Conv2D):
-    """A strided `Conv2D` computed as a stride-1 convolution of space-to-depth blocks.
-
-    Named `Conv2D` on purpose: Keras's `.weights.h5` files key each layer by
-    its class name, so this name keeps every weight file written with
-    `keras.layers.Conv2D` (the shipped Fashion-MNIST weights, converted
-    ImageNet weights, finished runs) loadable.
-
-    AlexNet's first convolution (11x11, stride 4, 3 -> 64 channels) is slow in
-    TensorFlow's CPU kernels, above all its input gradient, which PS pays on
-    every decoded batch: at batch 128 of 64x64 images, forward plus input
-    gradient took 74 ms, against 30 ms this way. The input's s x s blocks
-    become channels (`tf.nn.space_to_depth`) and the kernel, zero-padded to a
-    multiple of s, is rearranged to match; the result is the same convolution
-    up to float rounding. The weights are Conv2D's, in Conv2D's layout, so
-    weight files are unchanged. It falls back to Conv2D's computation where the
-    rearrangement does not apply (another backend, unequal strides, "same"
-    padding, dilation, groups, channels first, unknown sides).
-    """
-
-    def convolution_op(self, inputs, kernel):
-        stride = self.strides[0]
-        height, width = inputs.shape[1:3]
-        if (
-            keras.backend.backend() != "tensorflow"
-            or stride == 1
-            or tuple(self.strides) != (stride, stride)
-            or self.padding != "valid"
-            or tuple(self.dilation_rate) != (1, 1)
-            or self.groups != 1
-            or self.data_format != "channels_last"
-            or height is None
-            or width is None
-        ):
-            return super().convolution_op(inputs, kernel)
-        import tensorflow as tf
-
-        kernel_height, kernel_width, channels, filters = kernel.shape
-        blocks_high, blocks_wide = -(-kernel_height // stride), -(-kernel_width // stride)
-        # The rows and columns the outputs read, rounded up to whole blocks:
-        # extra ones are cropped, missing ones (zeros) only meet the kernel's zero padding.
-        out_height, out_width = (height - kernel_height) // stride + 1, (width - kernel_width) // stride + 1
-        rows, columns = (out_height - 1 + blocks_high) * stride, (out_width - 1 + blocks_wide) * stride
-        inputs = inputs[:, :rows, :columns]
-        if rows > height or columns > width:
-            inputs = tf.pad(inputs, [[0, 0], [0, max(rows - height, 0)], [0, max(columns - width, 0)], [0, 0]])
-        kernel = tf.pad(
-            kernel,
-            [[0, blocks_high * stride - kernel_height], [0, blocks_wide * stride - kernel_width], [0, 0], [0, 0]],
-        )
-        # (bh, s, bw, s, c, f) -> (bh, bw, s, s, c, f): space_to_depth orders channels (row, column, c).
-        kernel = tf.reshape(kernel, (blocks_high, stride, blocks_wide, stride, channels, filters))
-        kernel = tf.reshape(
-            tf.transpose(kernel, (0, 2, 1, 3, 4, 5)), (blocks_high, blocks_wide, stride * stride * channels, filters)
-        )
-        return tf.nn.conv2d(tf.nn.space_to_depth(inputs, stride), kernel, strides=1, padding="VALID")
-
-
-def alexnet_trunk(seed=0):
-    """Builds the weight-carrying layers: the canonical layout of weight files.
-
-    Args:
-        seed: seed of the (torch-default-like) random initialisation.
-
-    Returns:
-        An unbuilt `keras.Sequential` mapping images to sigmoid features.
-    """
-    conv1_kernel, conv1_bias = torch_default(3 * 11 * 11, seed)
-    conv2_kernel, conv2_bias = torch_default(64 * 5 * 5, seed + 2)
-    # Torch pads symmetrically; padding="same" with stride 4 would pad
-    # asymmetrically, hence explicit ZeroPadding2D + "valid".
-    return keras.Sequential(
-        [
-            keras.layers.ZeroPadding2D(2, name="pad1"),
-            Conv2D(  # this module's: the space-to-depth computation
-                64, 11, strides=4, padding="valid", name="conv1",
-                kernel_initializer=conv1_kernel, bias_initializer=conv1_bias,
-            ),
-            keras.layers.ReLU(name="relu1"),
-            keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="pool1"),
-            keras.layers.ZeroPadding2D(2, name="pad2"),
-            keras.layers.Conv2D(
-                FEATURE_CHANNELS, 5, strides=1, padding="valid", name="conv2",
-                kernel_initializer=conv2_kernel, bias_initializer=conv2_bias,
-            ),
-            keras.layers.ReLU(name="relu2"),
-            keras.layers.Activation("sigmoid", name="sigmoid"),
-        ],
-        name="alexnet_trunk",
-    )
-
-
 def alexnet_features(
     input_shape=(64, 64, 3), weights="imagenet", imagenet_normalize=False, seed=0
 ):
     """Returns the frozen loss network p as a Keras model.
 
-    Feature-prediction paper, Section IV; SPEC §1. Maps images in [0, 1] of
+    Feature-prediction paper, Section IV. Maps images in [0, 1] of
     shape (N, H, W, 3) to features of shape (N, h, w, 192) in [0.5, 1):
     64x64 gives 7x7x192 = 9408 features, 96x96 gives 11x11x192 = 23232.
 
@@ -145,8 +52,8 @@ def alexnet_features(
             converted once and cached under `~/.keras/models`; the papers'
             setting), `"fashion_mnist"` (the same layers trained as a
             Fashion-MNIST classifier; shipped, works offline), `"random"`
-            (seeded, torch-default-like init; for smoke tests only, see the
-            README), or a path to a torchvision `.pth` or a converted
+            (seeded, torch-default-like init; for smoke tests only, see
+            docs/loss-network.md), or a path to a torchvision `.pth` or a converted
             `.weights.h5` file.
         imagenet_normalize: normalise the input with ImageNet's mean/std
             before the first convolution (off in the authors' code).
@@ -205,7 +112,7 @@ def load_weights(trunk, weights):
         raise ValueError(
             f"Could not read loss-network weights from {path!r} "
             f"({type(error).__name__}); is it a .weights.h5 written by "
-            "`python -m keras_pae.convert_alexnet`?"
+            "`python -m keras_pae.perceptual.convert_alexnet`?"
         ) from None
 
 
@@ -241,13 +148,11 @@ def imagenet_weights_path():
 def fashion_mnist_weights_path():
     """The loss network pretrained on Fashion-MNIST: shipped, else trained once.
 
-    `python -m keras_pae.pretrain_loss_network --dataset fashion_mnist
+    `python -m keras_pae.perceptual.pretrain_loss_network --dataset fashion_mnist
     --epochs 3 --out PATH` reproduces the shipped file; when the package was
     installed without it, the same training runs once and is cached under
     `~/.keras/models`.
     """
-    from keras_pae.pretrain_loss_network import SHIPPED_FASHION_MNIST, pretrain_loss_network
-
     if os.path.isfile(SHIPPED_FASHION_MNIST):
         return SHIPPED_FASHION_MNIST
     cached = os.path.join(keras_cache_dir(), CONVERTED_FASHION_MNIST_FILE)

@@ -1,6 +1,6 @@
 """Encoders and decoders of the six procedures, built by small functions.
 
-Feature-prediction paper, Section V and Figs. 3-4 (SPEC §3); layer for layer
+Feature-prediction paper, Section V and Figs. 3-4; layer for layer
 the authors' PyTorch models (`FourLayerCVAE`, `FeaturePredictorCVAE`,
 `FeatureAutoencoder`, `PerceptualFeatureToImgCVAE`), so trainable parameter
 counts match theirs. Every encoder returns `[mu, logvar]`: the authors build
@@ -16,11 +16,11 @@ inputs. `"keras"` uses Keras's defaults (Glorot uniform kernels, zero biases).
 
 import keras
 
-from keras_pae.config import INITS
-from keras_pae.initializers import torch_default
+from keras_pae.perceptual.config import INITS
+from keras_pae.core.initializers import torch_default
 from keras_pae.perceptual.conv_transpose import Conv2DTranspose
 from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
-from keras_pae.procedures import check_image_size
+from keras_pae.perceptual.procedures import check_image_size
 
 # torch BatchNorm2d defaults: momentum 0.1 (Keras counts the other way), eps 1e-5.
 _BN = dict(momentum=0.9, epsilon=1e-5)

@@ -1,21 +1,20 @@
 """The model family of papers 1-2: one autoencoder class for all six procedures."""
 
-import contextlib
-
 import keras
 from keras import ops
 
-from keras_pae import losses
-from keras_pae.loss_network import alexnet_features
+from keras_pae.core import losses
+from keras_pae.core.devices import dtype_policy
+from keras_pae.perceptual.loss_network import alexnet_features
 from keras_pae.perceptual import networks
-from keras_pae.procedures import Procedure
+from keras_pae.perceptual.procedures import Procedure
 
 
 @keras.saving.register_keras_serializable(package="keras_pae")
 class PerceptualAutoencoder(keras.Model):
     """An (optionally variational) autoencoder trained with PW, PS or FP loss.
 
-    Feature-prediction paper, Sections IV-VI (SPEC §2-3); the first paper's AE,
+    Feature-prediction paper, Sections IV-VI; the first paper's AE,
     VAE, P. AE and P. VAE are I-I-PW and I-I-PS with gamma 0 or > 0. The
     encoder reads the image or the loss network's (flattened) features; the
     decoder produces an image or predicts those features. The total loss is
@@ -133,7 +132,7 @@ class PerceptualAutoencoder(keras.Model):
         """`(images, features)` of a batch: images, `(images, ...)` or a dict.
 
         A dict with "images" and/or "features" carries cached loss-network
-        features (see `keras_pae.feature_cache`).
+        features (see `keras_pae.perceptual.feature_cache`).
         """
         if isinstance(data, tuple):
             data = data[0]
@@ -208,7 +207,8 @@ def build_perceptual_autoencoder(
 ):
     """Builds the networks of `procedure` and the model that trains them.
 
-    SPEC §3. The procedure name is parsed once, here and in the model.
+    Feature-prediction paper, Sec. V. The procedure name is parsed once, here
+    and in the model.
 
     Args:
         procedure: a procedure name such as `"I-F-FP"`.
@@ -252,14 +252,3 @@ def build_perceptual_autoencoder(
     )
     model(ops.zeros((1, *image_shape)))  # builds the model (BackupAndRestore needs it)
     return model
-
-
-@contextlib.contextmanager
-def dtype_policy(policy):
-    """Keras's global dtype policy set to `policy` inside the block, restored after."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)

@@ -1,10 +1,10 @@
 """Pretrains the loss network's AlexNet layers on a labelled image set.
 
-    python -m keras_pae.pretrain_loss_network --dataset fashion_mnist --epochs 3 --out PATH
+    keras-pae pretrain-loss-network --dataset fashion_mnist --epochs 3 --out PATH
 
 ImageNet weights cannot be downloaded offline, and a randomly initialised
 AlexNet is no stand-in: its sigmoid features sit near 0.5 with a tiny
-variance, so feature prediction has almost nothing to predict (SPEC §1).
+variance, so feature prediction has almost nothing to predict.
 Training the same `features[:5]` layers as a classifier on any real labelled
 image set, even one far from the target domain, gives features that vary with
 the image. The classification head is dropped; only the trunk is saved, in the
@@ -15,6 +15,13 @@ import argparse
 import json
 import os
 import sys
+
+import keras
+import tensorflow as tf
+
+from keras_pae.core import cli
+from keras_pae.data import pipeline, registry
+from keras_pae.perceptual.alexnet import alexnet_trunk
 
 SHIPPED_FASHION_MNIST = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "weights", "alexnet_features_fashion_mnist.weights.h5"
@@ -33,8 +40,6 @@ def build_classifier(trunk, image_size, num_classes):
     ReLU activations must grow for the head to separate the classes, which
     spreads the sigmoid features the loss network hands out afterwards.
     """
-    import keras
-
     if trunk.layers[-1].name != "sigmoid":
         raise ValueError(f"Expected the trunk of `alexnet_trunk` ending in a sigmoid; got {trunk.layers[-1].name!r}.")
     trunk.build((None, image_size, image_size, 3))
@@ -86,18 +91,11 @@ def pretrain_loss_network(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value}.")
-    import keras
-    import tensorflow as tf
-
-    from keras_pae.data import pipeline, registry
-    from keras_pae.loss_network import alexnet_trunk
-
     train = registry.idx_split("train", data_dir, dataset)
     test = registry.idx_split("test", data_dir, dataset)
     if limit is not None:
         train, test = train.take(limit), test.take(limit)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+    verbose = cli.fit_verbosity(verbose)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     trunk = alexnet_trunk(seed=seed)
@@ -139,11 +137,9 @@ def pretrain_loss_network(
     return record
 
 
-def main(argv=None):
-    from keras_pae.cli import OneLineParser
-
-    parser = OneLineParser(
-        prog="python -m keras_pae.pretrain_loss_network",
+def build_parser(prog="python -m keras_pae.perceptual.pretrain_loss_network"):
+    parser = cli.OneLineParser(
+        prog=prog,
         description="Train the loss network's AlexNet layers as a classifier and save them as .weights.h5.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -156,28 +152,29 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="use only the first N train and test images")
     parser.add_argument("--data-dir", default=None, help="folder with the dataset's IDX .gz files")
     parser.add_argument("--out", required=True, help="destination .weights.h5")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        record = pretrain_loss_network(
-            args.out,
-            dataset=args.dataset,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            image_size=args.image_size,
-            seed=args.seed,
-            limit=args.limit,
-            data_dir=args.data_dir,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args):
+    record = pretrain_loss_network(
+        args.out,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        image_size=args.image_size,
+        seed=args.seed,
+        limit=args.limit,
+        data_dir=args.data_dir,
+    )
     print(
         f"head test accuracy {record['head_test_accuracy']:.4f} on {record['test_images']} "
         f"{args.dataset} test images; wrote {args.out}"
     )
-    return 0
+
+
+def main(argv=None, prog="python -m keras_pae.perceptual.pretrain_loss_network"):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class Procedure:
 def check_image_size(height, width):
     """Raises a ValueError unless both sides are 64 + 16n (n >= 0).
 
-    The conv encoder and decoder of SPEC §3 only fit these sizes.
+    The conv encoder and decoder (feature-prediction paper, Sec. V) only fit these sizes.
     """
     for side in (height, width):
         if side < 64 or (side - 64) % 16:

@@ -1,4 +1,4 @@
-"""Compares finished runs in one table: `python -m keras_pae.report DIR [DIR ...]`.
+"""Compares finished runs in one table: `keras-pae report DIR [DIR ...]`.
 
 Reads each run's `summary.json` (no TensorFlow) and prints a Markdown table of
 the predictors' test metric next to the training time per epoch, the two
@@ -8,6 +8,9 @@ results of the feature-prediction paper (Table I, Figs. 6-8).
 import json
 import os
 import sys
+
+from keras_pae.core import cli
+from keras_pae.core.tables import markdown_table
 
 
 def load_summary(run_dir):
@@ -33,34 +36,31 @@ def table(summaries):
     "without embedding" is the metric of predicting the mean training label
     (`predictors.baseline_score`): what an embedding has to beat.
     """
-    rows = [
-        "| procedure | dataset | z | gamma | test metric | without embedding | seconds/epoch | epochs (best) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for s in summaries:
         seconds = [t for t in s["seconds_per_epoch"] if t is not None]
         # The first epoch includes tracing; the median is the steady speed.
         per_epoch = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
-        rows.append(
-            f"| {s['procedure']} | {s['dataset']} | {s['z_dim']} | {s['gamma']:g} | {_metric(s)} "
-            f"| {_metric(s, 'baseline_value')} "
-            f"| {per_epoch:.1f} | {s['epochs_run']} ({s['best_epoch']}) |"
-        )
-    return "\n".join(rows)
+        rows.append((
+            s["procedure"], s["dataset"], s["z_dim"], f"{s['gamma']:g}", _metric(s), _metric(s, "baseline_value"),
+            f"{per_epoch:.1f}", f"{s['epochs_run']} ({s['best_epoch']})",
+        ))
+    header = ("procedure", "dataset", "z", "gamma", "test metric", "without embedding", "seconds/epoch", "epochs (best)")
+    return markdown_table(header, rows)
 
 
-def main(argv=None):
-    from keras_pae.cli import OneLineParser
-
-    parser = OneLineParser(prog="python -m keras_pae.report", description=__doc__.splitlines()[0])
+def build_parser(prog="python -m keras_pae.perceptual.report"):
+    parser = cli.OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="finished run directories")
-    args = parser.parse_args(argv)
-    try:
-        print(table([load_summary(run) for run in args.runs]))
-    except FileNotFoundError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return parser
+
+
+def run(args):
+    print(table([load_summary(run) for run in args.runs]))
+
+
+def main(argv=None, prog="python -m keras_pae.perceptual.report"):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

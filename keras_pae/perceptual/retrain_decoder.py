@@ -1,6 +1,6 @@
 """Decoder retraining: how much of the image do frozen embeddings keep?
 
-    python -m keras_pae.retrain_decoder RUN [RUN ...] --epochs 20 --out DIR
+    keras-pae retrain-decoder RUN [RUN ...] --epochs 20 --out DIR
 
 Perceptual-loss paper, Table VIII and Fig. 6: the decoder of each trained
 model is retrained with pixel-wise loss while its encoder stays frozen, then
@@ -16,6 +16,20 @@ import json
 import os
 import sys
 
+import keras
+import numpy as np
+from keras import ops
+
+from keras_pae.core import cli
+from keras_pae.core.plots import save_image_grid
+from keras_pae.core.tables import markdown_table
+from keras_pae.data import pipeline, registry
+from keras_pae.perceptual import networks
+from keras_pae.perceptual.config import TrainConfig
+from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
+from keras_pae.perceptual.plots import test_images
+from keras_pae.perceptual.training import load_run
+
 REPORT_FILE = "report.md"
 RESULT_FILE = "retrain.json"
 GRID_FILE = "reconstructions.png"
@@ -27,11 +41,6 @@ def pixel_model(model):
     Args:
         model: a trained `PerceptualAutoencoder`.
     """
-    from keras import ops
-
-    from keras_pae.perceptual import networks
-    from keras_pae.perceptual.perceptual_autoencoder import PerceptualAutoencoder
-
     procedure = model.procedure
     if procedure.decoder == "image":
         decoder = model.decoder
@@ -48,8 +57,6 @@ def pixel_model(model):
 
 def l1_error(model, dataset):
     """Mean absolute pixel error of `model`'s reconstructions over a dataset of images."""
-    import numpy as np
-
     total, count = 0.0, 0
     for images in dataset:
         reconstructions = np.asarray(model(images, training=False))
@@ -73,11 +80,6 @@ def retrain_decoder(run_dir, epochs=20, batch_size=None, learning_rate=1e-3, ver
         `(result, model_before, model_after)`: the L1 errors before and after
         on the test images, and both models for drawing.
     """
-    import keras
-
-    from keras_pae.data import pipeline, registry
-    from keras_pae.training import load_run
-
     before = load_run(run_dir)
     config = _config(run_dir)
     keras.utils.set_random_seed(config.seed)
@@ -88,9 +90,8 @@ def retrain_decoder(run_dir, epochs=20, batch_size=None, learning_rate=1e-3, ver
     data = registry.autoencoder_data(config, progress=False)
     split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
     test = registry.test_data(config, progress=False)
-    test_images = pipeline.image_dataset(test.images, 256, **fit)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+    test_batches = pipeline.image_dataset(test.images, 256, **fit)
+    verbose = cli.fit_verbosity(verbose)
     after.fit(
         pipeline.image_dataset(data.images[:split], batch_size, shuffle=True, seed=config.seed, **fit),
         validation_data=pipeline.image_dataset(data.images[split:], batch_size, **fit),
@@ -104,15 +105,13 @@ def retrain_decoder(run_dir, epochs=20, batch_size=None, learning_rate=1e-3, ver
         "procedure": config.procedure,
         "z_dim": config.z_dim,
         "gamma": config.gamma,
-        "l1_before": l1_error(before, test_images) if before.procedure.decoder == "image" else None,
-        "l1_after": l1_error(after, test_images),
+        "l1_before": l1_error(before, test_batches) if before.procedure.decoder == "image" else None,
+        "l1_after": l1_error(after, test_batches),
     }
     return result, before, after
 
 
 def _config(run_dir):
-    from keras_pae.config import TrainConfig
-
     return TrainConfig.load(os.path.join(run_dir, "config.json"))
 
 
@@ -123,8 +122,6 @@ def relative_performance(results):
 
 
 def _draw(rows, config, path, count=8):
-    from keras_pae.plots import save_image_grid, test_images
-
     images = test_images(config, count)
     lines = [("original", images)]
     for result, before, after in rows:
@@ -134,11 +131,9 @@ def _draw(rows, config, path, count=8):
     save_image_grid(lines, path)
 
 
-def main(argv=None):
-    from keras_pae.cli import OneLineParser
-
-    parser = OneLineParser(
-        prog="python -m keras_pae.retrain_decoder",
+def build_parser(prog="python -m keras_pae.perceptual.retrain_decoder"):
+    parser = cli.OneLineParser(
+        prog=prog,
         description="Retrain decoders with pixel-wise loss on frozen embeddings and compare L1 reconstruction errors.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -146,45 +141,46 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=None, help="default: each run's")
     parser.add_argument("--out", required=True, help="folder for retrain.json, report.md and the image grid")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        for run in args.runs:
-            if not os.path.isfile(os.path.join(run, "summary.json")):
-                raise FileNotFoundError(f"{run} is not a finished train.py run (no summary.json).")
-        datasets = {_config(run).dataset for run in args.runs}
-        if len(datasets) > 1:
-            raise ValueError(f"The runs use different datasets ({', '.join(sorted(datasets))}); compare one dataset at a time.")
-        if args.epochs < 1:
-            raise ValueError(f"--epochs must be a positive integer; got {args.epochs}.")
-        rows = [retrain_decoder(run, args.epochs, args.batch_size) for run in args.runs]
-    except (ValueError, FileNotFoundError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args):
+    """Retrains every run's decoder and writes the comparison."""
+    for run_dir in args.runs:
+        if not os.path.isfile(os.path.join(run_dir, "summary.json")):
+            raise FileNotFoundError(f"{run_dir} is not a finished train.py run (no summary.json).")
+    datasets = {_config(run_dir).dataset for run_dir in args.runs}
+    if len(datasets) > 1:
+        raise ValueError(f"The runs use different datasets ({', '.join(sorted(datasets))}); compare one dataset at a time.")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be a positive integer; got {args.epochs}.")
+    rows = [retrain_decoder(run_dir, args.epochs, args.batch_size) for run_dir in args.runs]
     results = [r for r, _, _ in rows]
     for result, relative in zip(results, relative_performance(results)):
         result["relative_to_best"] = relative
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, RESULT_FILE), "w") as f:
         json.dump(results, f, indent=2)
-    lines = [
-        "# Decoder retraining (pixel-wise loss, frozen encoder)",
-        "",
-        "| run | procedure | z | L1 before | L1 after | relative to best |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        before = "—" if r["l1_before"] is None else f"{r['l1_before']:.4f}"
-        lines.append(
-            f"| {os.path.basename(r['run'])} | {r['procedure']} | {r['z_dim']} | {before} | "
-            f"{r['l1_after']:.4f} | {100 * r['relative_to_best']:.0f}% |"
-        )
+    table = markdown_table(
+        ("run", "procedure", "z", "L1 before", "L1 after", "relative to best"),
+        [
+            (
+                os.path.basename(r["run"]), r["procedure"], r["z_dim"],
+                "—" if r["l1_before"] is None else f"{r['l1_before']:.4f}",
+                f"{r['l1_after']:.4f}", f"{100 * r['relative_to_best']:.0f}%",
+            )
+            for r in results
+        ],
+    )
+    report = "# Decoder retraining (pixel-wise loss, frozen encoder)\n\n" + table
     with open(os.path.join(args.out, REPORT_FILE), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(report + "\n")
     _draw(rows, _config(args.runs[0]), os.path.join(args.out, GRID_FILE))
-    print("\n".join(lines))
-    return 0
+    print(report)
+
+
+def main(argv=None, prog="python -m keras_pae.perceptual.retrain_decoder"):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

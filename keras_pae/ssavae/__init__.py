@@ -1,4 +1,4 @@
-"""The two-phase semi-supervised adversarial VAE (paper 3, SPEC §9).
+"""The two-phase semi-supervised adversarial VAE (paper 4: Zemouri, semi-supervised adversarial VAE).
 
 Phase 1 trains a variational encoder and a classifier on z together
 (`VariationalEncoderClassifier`); phase 2 freezes both and trains a decoder

@@ -5,10 +5,9 @@ and exit with status 2. Rerunning with the same flags skips finished phases
 and resumes an interrupted one.
 """
 
-import os
 import sys
 
-from keras_pae.cli import OneLineParser, run_command
+from keras_pae.core import cli
 from keras_pae.ssavae.config import SSAVAE_DATASETS, AdversarialVAEConfig
 
 PROG = "python -m keras_pae.ssavae"
@@ -24,10 +23,10 @@ def _floats(text):
     return values
 
 
-def build_parser():
+def build_parser(prog=PROG):
     d = AdversarialVAEConfig()
-    parser = OneLineParser(
-        prog=PROG,
+    parser = cli.OneLineParser(
+        prog=prog,
         description="Two-phase semi-supervised adversarial VAE: train the encoder + classifier, then "
         "decoders against the frozen encoder's features, a discriminator and the classifier.",
     )
@@ -52,35 +51,24 @@ def build_parser():
     add("--width", type=int, default=d.width, help="channels of the first convolutions (default: %(default)s)")
     add("--hidden", type=int, default=d.hidden, help="units of the dense layers (default: %(default)s)")
     add("--limit", type=int, default=None, help="use only the first N training and test images (quick runs)")
-    add("--data-dir", default=None, help="folder with the dataset's local files (see `python -m keras_pae.data NAME --info`)")
+    add("--data-dir", default=None, help="folder with the dataset's local files (see `keras-pae data NAME --info`)")
     add("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     add("--out", default=None, help="run directory (default: saved_models/ssavae_<dataset>_kz<K_z>)")
     add("--overwrite", action="store_true", help="delete an earlier run in --out first")
     return parser
 
 
-def config_from_args(args):
-    return AdversarialVAEConfig(
-        dataset=args.dataset, latent_dim=args.latent_dim, epochs=args.epochs, decoder_epochs=args.decoder_epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, d_learning_rate=args.d_learning_rate,
-        kl_weight=args.kl_weight, kl_warmup_epochs=args.kl_warmup_epochs, labelled_fraction=args.labelled_fraction, beta=args.beta, gamma=args.gamma, betas=args.betas,
-        gammas=args.gammas, n_dis=args.n_dis, alphas=args.alphas, width=args.width, hidden=args.hidden,
-        limit=args.limit, data_dir=args.data_dir, seed=args.seed, out=args.out,
-    )
+def run(args):
+    """Trains (or resumes) both phases the flags describe."""
+    config = cli.config_from_args(AdversarialVAEConfig, args).validate()
+    # TensorFlow loads only once the flags are known to be good.
+    from keras_pae.ssavae import run as ssavae_run
+
+    ssavae_run.run(config, overwrite=args.overwrite)
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def command():
-        config = config_from_args(args).validate()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from keras_pae.ssavae import run
-
-        run.run(config, overwrite=args.overwrite)
-
-    return run_command(PROG, command, "rerun the same command to resume.")
+def main(argv=None, prog=PROG):
+    return cli.main(build_parser(prog), run, argv)
 
 
 if __name__ == "__main__":

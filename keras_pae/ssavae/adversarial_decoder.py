@@ -12,7 +12,7 @@ class AdversarialDecoder(keras.Model):
     """Trains a decoder (and its discriminator) with the encoder and classifier frozen.
 
     Semi-supervised adversarial VAE paper, Section 2.3, Eq. 8-11 and
-    Algorithm 2 (SPEC §9). Each step first updates the least-squares
+    Algorithm 2. Each step first updates the least-squares
     discriminator `n_dis` times (+1 on real images, -1 on decoded ones, one
     tape over the discriminator's weights), then the decoder once on
     L_rec + beta * L_adv + gamma * L_latent (one tape over the decoder's
@@ -87,6 +87,23 @@ class AdversarialDecoder(keras.Model):
         # Built now, so `BackupAndRestore` finds their slots to restore into.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.decoder.trainable_variables)
+
+    def get_compile_config(self):
+        if not getattr(self, "compiled", False):
+            return None
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            "run_eagerly": self.run_eagerly,
+        }
+
+    def compile_from_config(self, config):
+        """Compiles a reloaded model with its two optimizers, so training can go on."""
+        self.compile(
+            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+            run_eagerly=config.get("run_eagerly", False),
+        )
 
     @property
     def metrics(self):

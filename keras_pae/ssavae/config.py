@@ -6,7 +6,7 @@ Importing this module is cheap (no TensorFlow), so bad flags fail fast.
 import dataclasses
 from typing import Optional
 
-from keras_pae.config import JsonConfig
+from keras_pae.core.config import JsonConfig
 from keras_pae.data.registry import DATASETS
 
 # Section 3.1: the paper's five datasets, all in the data registry.
@@ -19,7 +19,7 @@ def _phase2_key(beta, gamma):
 
 @dataclasses.dataclass
 class AdversarialVAEConfig(JsonConfig):
-    """Everything that determines one two-phase run (SPEC §9).
+    """Everything that determines one two-phase run (semi-supervised adversarial VAE paper, Sec. 3).
 
     Args:
         dataset: one of `SSAVAE_DATASETS`.

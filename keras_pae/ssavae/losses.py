@@ -1,13 +1,13 @@
 """The adversarial VAE's loss terms, as pure functions the two models add up.
 
-Semi-supervised adversarial VAE paper, Eq. 6-11 (SPEC §9). Squared norms are
+Semi-supervised adversarial VAE paper, Eq. 6-11. Squared norms are
 averaged over every element (batch and feature axes), as `keras.losses.MSE`
-does; the KL is `keras_pae.losses.kl_divergence`.
+does; the KL is `keras_pae.core.losses.kl_divergence`.
 """
 
 from keras import ops
 
-from keras_pae.losses import kl_divergence  # noqa: F401  (re-exported: Eq. 4)
+from keras_pae.core.losses import kl_divergence  # noqa: F401  (re-exported: Eq. 4)
 
 DEFAULT_ALPHAS = (1.0, 0.1, 0.01)
 

@@ -1,6 +1,6 @@
 """The encoder, classifier, decoder and discriminator of the adversarial VAE.
 
-Semi-supervised adversarial VAE paper, Section 3.2 and Fig. 6 (SPEC §9). The
+Semi-supervised adversarial VAE paper, Section 3.2 and Fig. 6. The
 paper gives layer counts but no widths; `width` is the channel count of the
 first convolutions (doubled after each pooling) and `hidden` the size of the
 dense layers. The residual block is Hou et al.'s (the paper's [54]):

@@ -1,6 +1,6 @@
 """The adversarial VAE's figures (Figs. 7-9 of the paper), as PNG files.
 
-Semi-supervised adversarial VAE paper, Section 3.4 (SPEC §9): the 2-D latent
+Semi-supervised adversarial VAE paper, Section 3.4: the 2-D latent
 space coloured by class, images generated from chosen latent points (a grid
 over the latent plane, and samples per class), and reconstructions per
 (beta, gamma).
@@ -10,19 +10,12 @@ import os
 
 import numpy as np
 
+from keras_pae.core.plots import pyplot
+
 GRID_SIDE = 15
 SAMPLES_PER_CLASS = 10
 MAX_CLASSES_SHOWN = 12
 RECONSTRUCTED_IMAGES = 12
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def mosaic(images, rows, columns, pad=1):
@@ -49,7 +42,7 @@ def _decode(decoder, z):
 
 def latent_scatter(mu, labels, path, num_classes):
     """Test-set mu in the latent plane (its first two axes), one colour per class (Fig. 7)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = "tab10" if num_classes <= 10 else "nipy_spectral"
     points = ax.scatter(mu[:, 0], mu[:, 1], c=labels, cmap=cmap, s=3, alpha=0.6, vmin=-0.5, vmax=num_classes - 0.5)
@@ -65,7 +58,7 @@ def latent_scatter(mu, labels, path, num_classes):
 
 def latent_grid(decoder, mu, path, side=GRID_SIDE):
     """Images decoded from a side x side grid over the 1st-99th percentile box of mu (Fig. 8)."""
-    plt = _pyplot()
+    plt = pyplot()
     low, high = np.percentile(mu[:, :2], [1, 99], axis=0)
     xs = np.linspace(low[0], high[0], side)
     ys = np.linspace(high[1], low[1], side)  # top row = largest z2, as on the scatter
@@ -82,7 +75,7 @@ def latent_grid(decoder, mu, path, side=GRID_SIDE):
 
 def class_samples(decoder, mu, labels, path, seed=0, per_class=SAMPLES_PER_CLASS, max_classes=MAX_CLASSES_SHOWN):
     """Per class, images decoded from z drawn from a Gaussian fitted to that class's mu."""
-    plt = _pyplot()
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     classes = [c for c in np.unique(labels) if np.sum(labels == c) >= 2][:max_classes]
     z = []
@@ -110,7 +103,7 @@ def reconstruction_grid(images, reconstructions, path):
         reconstructions: {(beta, gamma): decoded images (N, H, W, C)}.
         path: PNG file to write.
     """
-    plt = _pyplot()
+    plt = pyplot()
     keys = sorted(reconstructions, key=lambda k: (k[1], k[0]))
     rows = [images] + [reconstructions[k] for k in keys]
     names = ["input"] + [f"γ={g:g} β={b:g}" for b, g in keys]

@@ -1,6 +1,6 @@
 """Runs both phases of the adversarial VAE: data, fits, exports, evaluation, plots, report.
 
-Semi-supervised adversarial VAE paper, Sections 2-3 (SPEC §9). A run
+Semi-supervised adversarial VAE paper, Sections 2-3. A run
 directory holds one folder per phase (`phase1/`, `decoder_beta*_gamma*/`),
 each trained in `<folder>.incomplete/` (Keras `BackupAndRestore` state, CSV
 history) and renamed when its weights, SavedModel and test evaluation are
@@ -9,49 +9,30 @@ training them and resumes an interrupted one; then summary.json, the plots
 and report.md are written again.
 """
 
-import csv
 import json
 import os
 import platform
 import shutil
-import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_pae.core import cli
+from keras_pae.core.runs import FIT_DONE_FILE, HISTORY_FILE, INCOMPLETE_SUFFIX, fit_resumable, read_history
+from keras_pae.core.tables import markdown_table
 from keras_pae.data import registry
 from keras_pae.ssavae import networks, plots
 from keras_pae.ssavae.adversarial_decoder import AdversarialDecoder
 from keras_pae.ssavae.config import AdversarialVAEConfig
 from keras_pae.ssavae.variational_encoder_classifier import VariationalEncoderClassifier
-from keras_pae.training import EpochTimer
 
 PHASE1 = "phase1"
-INCOMPLETE_SUFFIX = ".incomplete"
-HISTORY_FILE = "history.csv"
 EVALUATION_FILE = "evaluation.json"
 # Paper-sized inputs: sides that two 2x2 poolings cannot halve twice
 # (Omniglot's 105) are resized to the paper's 28.
 FALLBACK_SIDE = 28
-
-
-def read_history(path):
-    """Rows of a `CSVLogger` file, one dict of floats per epoch (last wins).
-
-    Without validation data `CSVLogger` still writes `val_*` columns, as "NA":
-    they are dropped.
-    """
-    if not os.path.isfile(path):
-        return []
-    rows = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            values = {k: float(v) for k, v in row.items() if v not in ("", "NA")}
-            values["epoch"] = int(values["epoch"])
-            rows[values["epoch"]] = values
-    return [rows[epoch] for epoch in sorted(rows)]
 
 
 def model_image_shape(dataset, channels):
@@ -165,32 +146,27 @@ def _run_phase(name, out, model, dataset, epochs, evaluate, export, verbose):
         with open(os.path.join(final, EVALUATION_FILE)) as f:
             return read_history(os.path.join(final, HISTORY_FILE)), json.load(f), False
     staging = final + INCOMPLETE_SUFFIX
-    os.makedirs(staging, exist_ok=True)
-    history_path = os.path.join(staging, HISTORY_FILE)
     weight_paths = {key: os.path.join(staging, f"{key}.weights.h5") for key in nets}
     if all(os.path.isfile(p) for p in weight_paths.values()):
         # The fit finished (BackupAndRestore has dropped its state): do not refit.
         for key, net in nets.items():
             net.load_weights(weight_paths[key])
     else:
-        earlier = read_history(history_path)
         if verbose:
-            resumed = f", resuming after epoch {len(earlier)}" if earlier else ""
-            print(f"{name}: training {epochs} epochs{resumed}")
-        model.fit(
-            dataset,
-            epochs=epochs,
-            shuffle=False,  # the dataset reshuffles itself, seeded
-            callbacks=[
-                keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
-                EpochTimer(),
-                keras.callbacks.CSVLogger(history_path, append=True),
-                keras.callbacks.TerminateOnNaN(),
-            ],
-            verbose=verbose,
+            print(f"{name}: training {epochs} epochs")
+
+        def save_weights(logs=None):
+            # Before fit_resumable marks the fit done, so a crash never leaves
+            # a finished fit without its weights.
+            for key, net in nets.items():
+                net.save_weights(weight_paths[key])
+
+        fit_resumable(
+            model, dataset, None, staging, epochs, verbose=verbose,
+            callbacks=[keras.callbacks.LambdaCallback(on_train_end=save_weights)],
         )
-        for key, net in nets.items():
-            net.save_weights(weight_paths[key])
+    if os.path.exists(os.path.join(staging, FIT_DONE_FILE)):
+        os.remove(os.path.join(staging, FIT_DONE_FILE))
     evaluation = evaluate(model)
     with open(os.path.join(staging, EVALUATION_FILE), "w") as f:
         json.dump(evaluation, f, indent=2)
@@ -235,8 +211,7 @@ def run(config, overwrite=False, verbose="auto"):
             one line per epoch otherwise.
     """
     config.validate()
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+    verbose = cli.fit_verbosity(verbose)
     out = _prepare(config, overwrite)
     started = time.perf_counter()
     train_x, train_y, test_x, test_y = load_data(config)
@@ -343,23 +318,29 @@ def _write_report(summary, path):
         "",
         "## Phase 1: Variational Encoder Classifier",
         "",
-        "| test accuracy | KL | cross-entropy | epochs |",
-        "|---:|---:|---:|---:|",
-        f"| {test['accuracy']:.4f} | {test['kl_loss']:.4g} | {test['classification_loss']:.4g} "
-        f"| {len(summary['phase1']['history'])} |",
+        markdown_table(
+            ("test accuracy", "KL", "cross-entropy", "epochs"),
+            [(f"{test['accuracy']:.4f}", f"{test['kl_loss']:.4g}", f"{test['classification_loss']:.4g}",
+              len(summary["phase1"]["history"]))],
+            align="rrrr",
+        ),
         "",
         "## Phase 2: decoders (test set, decoding mu)",
         "",
-        "| β | γ | feature reconstruction | adversarial | latent | discriminator | pixel MSE | epochs |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(
+            ("β", "γ", "feature reconstruction", "adversarial", "latent", "discriminator", "pixel MSE", "epochs"),
+            [
+                (f"{d['beta']:g}", f"{d['gamma']:g}", f"{d['test']['reconstruction_loss']:.5g}",
+                 f"{d['test']['adversarial_loss']:.4g}", f"{d['test']['latent_loss']:.4g}", f"{d['test']['d_loss']:.4g}",
+                 f"{d['test']['pixel_loss']:.5g}", len(d["history"]))
+                for d in summary["decoders"]
+            ],
+            align="rrrrrrrr",
+        ),
+        "",
+        "## Figures",
+        "",
     ]
-    for d in summary["decoders"]:
-        t = d["test"]
-        lines.append(
-            f"| {d['beta']:g} | {d['gamma']:g} | {t['reconstruction_loss']:.5g} | {t['adversarial_loss']:.4g} "
-            f"| {t['latent_loss']:.4g} | {t['d_loss']:.4g} | {t['pixel_loss']:.5g} | {len(d['history'])} |"
-        )
-    lines += ["", "## Figures", ""]
     lines += [f"- `{name}`: {what}" for name, what in summary["figures"].items()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -17,7 +17,7 @@ class VariationalEncoderClassifier(keras.Model):
     """A variational encoder and a classifier on its sampled z, trained together.
 
     Semi-supervised adversarial VAE paper, Section 2.2, Eq. 6-7 and
-    Algorithm 1 (SPEC §9): loss = KL + categorical cross-entropy. Data is
+    Algorithm 1: loss = KL + categorical cross-entropy. Data is
     `(images, labels, labelled_mask)`: the mask rides in Keras' sample-weight
     slot and selects which examples' labels the cross-entropy sees (the
     semi-supervised option); every example contributes to the KL. Without a

@@ -1,0 +1,193 @@
+"""Run directories: a run trains in `<out>.incomplete/` and is published as `<out>/`.
+
+The staging directory holds Keras `BackupAndRestore` state, the `CSVLogger`
+history and the best weights while `fit` runs; it is renamed only when
+everything the run writes is there, so a crash never leaves a directory that
+looks finished, and a rerun resumes it.
+"""
+
+import csv
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+HISTORY_FILE = "history.csv"
+FIT_DONE_FILE = "fit.done"
+# The best-validation weights, kept by ModelCheckpoint; the finished run keeps them.
+WEIGHTS_FILE = "autoencoder.weights.h5"
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `train_seconds` (the epoch's training time, without validation) to the logs.
+
+    Training time per epoch is one of the feature-prediction paper's results.
+    Place it before `CSVLogger` so the logger records it.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._seconds = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_seconds", 0) is None:
+            self._seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["train_seconds"] = self._seconds or time.perf_counter() - self._start
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that carries on from the history of an interrupted run.
+
+    Args:
+        history: rows of the earlier epochs (dicts with the monitored key).
+        **kwargs: passed to `EarlyStopping`.
+    """
+
+    def __init__(self, history=(), **kwargs):
+        super().__init__(**kwargs)
+        self.earlier = [float(row[self.monitor]) for row in history]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.earlier:
+            best = int(np.argmin(self.earlier))
+            self.best = self.earlier[best]
+            self.best_epoch = best
+            self.wait = len(self.earlier) - 1 - best
+
+
+def read_history(path):
+    """Rows of a `CSVLogger` file as dicts of floats, one per epoch (last wins).
+
+    Without validation data `CSVLogger` still writes `val_*` columns, as "NA":
+    they are dropped.
+    """
+    if not os.path.isfile(path):
+        return []
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values = {k: float(v) for k, v in row.items() if v not in ("", "NA")}
+            values["epoch"] = int(values["epoch"])
+            rows[values["epoch"]] = values
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def fit_resumable(
+    model, train_data, validation_data, staging, epochs, best_weights=None, patience=None, verbose=0,
+    callbacks=(),
+):
+    """`model.fit` inside a staging directory, resumable after a crash.
+
+    Keras `BackupAndRestore` state and a `CSVLogger` history (with
+    `train_seconds`) live in `staging`; when `fit` ends a `fit.done` marker
+    is written (BackupAndRestore deletes its state then), so calling this again
+    does not refit. Shared by every paper family's run.
+
+    Args:
+        model: a compiled, built model.
+        train_data, validation_data: datasets passed to `fit`.
+        staging: the run's working directory (created if missing).
+        epochs: total epochs, counting the ones an interrupted fit finished.
+        best_weights: path where `ModelCheckpoint` keeps the weights of the
+            lowest `val_loss`; None keeps none.
+        patience: early-stopping patience on `val_loss` (carried over a
+            resume); None trains every epoch.
+        verbose: `fit`'s verbosity.
+        callbacks: further callbacks, after the logger.
+
+    Returns:
+        The history rows (see `read_history`).
+    """
+    os.makedirs(staging, exist_ok=True)
+    history_path = os.path.join(staging, HISTORY_FILE)
+    fit_done = os.path.join(staging, FIT_DONE_FILE)
+    if os.path.exists(fit_done):
+        return read_history(history_path)
+    earlier = read_history(history_path)
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
+        EpochTimer(),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        *callbacks,
+    ]
+    if best_weights is not None:
+        all_callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                best_weights,
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
+            )
+        )
+    if patience is not None:
+        all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
+    all_callbacks.append(keras.callbacks.TerminateOnNaN())
+    if earlier and verbose:
+        print(f"Resuming {staging} after epoch {len(earlier)}.")
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    # BackupAndRestore has deleted its state: a resume must not refit.
+    open(fit_done, "w").close()
+    return read_history(history_path)
+
+
+def prepare_directories(config, resume, overwrite):
+    """The finished and staging directories of `config.output_dir`, checked.
+
+    Refuses to replace a finished run without `overwrite`, and to resume one
+    started with other settings (its `config.json` in the staging directory,
+    read with `type(config).load`).
+
+    Returns:
+        `(out, staging)`, absolute paths.
+    """
+    out = os.path.abspath(config.output_dir)
+    staging = out + INCOMPLETE_SUFFIX
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(
+            f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out."
+        )
+    if os.path.exists(staging):
+        if resume:
+            saved = type(config).load(os.path.join(staging, "config.json"))
+            differing = sorted(
+                k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v
+            )
+            if differing:
+                raise ValueError(
+                    f"Cannot resume {staging}: it was started with different {', '.join(differing)}; "
+                    "use the same flags or --overwrite."
+                )
+        elif overwrite:
+            shutil.rmtree(staging)
+        else:
+            raise ValueError(
+                f"{staging} holds an unfinished run; pass --resume to continue it or --overwrite to start over."
+            )
+    return out, staging
+
+
+def publish(staging, out):
+    """Moves a finished run into place, replacing an older one last."""
+    if os.path.exists(out):
+        old = out + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, out)
