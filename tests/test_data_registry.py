@@ -44,6 +44,15 @@ def test_local_idx_folder_parts(tmp_path):
     assert registry.info("fashion_mnist").label_kind == "class"
 
 
+def test_limit_cuts_every_part(tmp_path):
+    _write_fake_fashion_mnist(tmp_path)
+    config = TrainConfig(dataset="fashion_mnist", data_dir=str(tmp_path), limit=3).validate()
+    full = registry.load_part("fashion_mnist", "predictor", str(tmp_path))
+    for part in (registry.autoencoder_data, registry.predictor_data, registry.test_data):
+        assert len(part(config)) == 3
+    np.testing.assert_array_equal(registry.predictor_data(config).images, full.images[:3])
+
+
 def test_missing_files_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         registry.idx_split("train", str(tmp_path))

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_pae.bottleneck import plots, svcca, transfer
 from keras_pae.bottleneck.geometry import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
+from keras_pae.core.progress import Progress
 from keras_pae.core.tables import markdown_table
 
 RESULT_COLUMNS = (
@@ -63,7 +64,7 @@ def _transfer(config, out, data, names, say):
     return results
 
 
-def _svcca(config, out, data, summaries, names):
+def _svcca(config, out, data, summaries, names, say):
     """Pairwise DFT-SVCCA of the test codes (and the input images), cached."""
     path = os.path.join(out, "svcca.json")
     labels = ["input"] + [label(summaries[n]) for n in names]
@@ -75,7 +76,12 @@ def _svcca(config, out, data, summaries, names):
     representations = {"input": data.test[: config.probe_limit]}
     for name, shown in zip(names, labels[1:]):
         representations[shown] = np.load(os.path.join(out, RUNS_DIR, name, "codes_test.npy"))
-    labels, matrix = svcca.similarity_matrix(representations, config.keep_variance, method="dft")
+    pairs = len(representations) * (len(representations) - 1) // 2
+    progress = Progress(pairs, "SVCCA, pairs of representations", enabled=say is print)
+    labels, matrix = svcca.similarity_matrix(
+        representations, config.keep_variance, method="dft", progress=lambda done, _: progress.update(done)
+    )
+    progress.finish(pairs)
     with open(path, "w") as f:
         json.dump({"names": labels, "matrix": matrix.tolist(), "method": "dft", "keep_variance": config.keep_variance}, f, indent=2)
     return labels, matrix
@@ -152,7 +158,7 @@ def analyse(config, out, data, summaries, say=print):
         )
 
     # Fig. 4: SVCCA.
-    svcca_labels, similarity = _svcca(config, out, data, summaries, names)
+    svcca_labels, similarity = _svcca(config, out, data, summaries, names, say)
     _write_csv(
         os.path.join(out, "svcca.csv"), ["", *svcca_labels],
         [[name, *row] for name, row in zip(svcca_labels, similarity.tolist())],

@@ -135,7 +135,8 @@ def load_data(config, verbose=True):
     info = registry.info(config.dataset)
     source = registry.DataConfig(dataset=config.dataset, limit=config.limit, data_dir=config.data_dir)
     train = registry.autoencoder_data(source, progress=verbose)
-    test = registry.test_data(source, progress=verbose).take(config.test_limit)
+    # --limit cuts the training images only; the test images are --test-limit's.
+    test = registry.test_data(dataclasses.replace(source, limit=None), progress=verbose).take(config.test_limit)
 
     def usable(labels):
         if labels is None or (info.label_kind == "class" and np.min(labels) < 0):
@@ -189,7 +190,7 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
         raise RuntimeError(f"{staging}: training diverged (non-finite loss); see its history.csv.")
     # The study compares the configurations after the same number of epochs: the
     # final weights are kept, not the best test epoch's.
-    model.save_weights(os.path.join(staging, runs.WEIGHTS_FILE))
+    runs.save_model_weights(model, os.path.join(staging, runs.WEIGHTS_FILE))
     encoder = model.embedding_model()
     probe = config.probe_limit
     for part, images in (("train", data.train[:probe]), ("test", data.test[:probe])):

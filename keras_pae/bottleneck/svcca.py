@@ -130,7 +130,7 @@ def dft_svcca(x, y, keep_variance=0.99):
     )
 
 
-def similarity_matrix(representations, keep_variance=0.99, method="dft"):
+def similarity_matrix(representations, keep_variance=0.99, method="dft", progress=None):
     """Pairwise SVCCA of named representations (Fig. 4).
 
     Args:
@@ -138,6 +138,8 @@ def similarity_matrix(representations, keep_variance=0.99, method="dft"):
             (N, H, W, C) maps for `"dft"`, any shape for `"flat"`.
         keep_variance: variance kept by each SVD.
         method: `"dft"` (conv maps, the paper's route) or `"flat"`.
+        progress: optional callable of (pairs done, pairs in all), called
+            after each pair.
 
     Returns:
         (names, matrix) with matrix[i, j] the similarity of names i and j.
@@ -153,6 +155,7 @@ def similarity_matrix(representations, keep_variance=0.99, method="dft"):
             bases[name, height, width] = _frequency_bases(representations[name], height, width, keep_variance)
         return bases[name, height, width]
 
+    pairs, done = len(names) * (len(names) - 1) // 2, 0
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
             x, y = representations[names[a]], representations[names[b]]
@@ -165,4 +168,7 @@ def similarity_matrix(representations, keep_variance=0.99, method="dft"):
                     frequency_bases(names[a], height, width), frequency_bases(names[b], height, width)
                 )
             matrix[b, a] = matrix[a, b]
+            done += 1
+            if progress is not None:
+                progress(done, pairs)
     return names, matrix

@@ -13,12 +13,59 @@ import time
 
 import keras
 import numpy as np
+# Keras's own weights writer, with the `objects_to_skip` that `Model.save_weights` lacks.
+from keras.src.saving import saving_lib
 
 HISTORY_FILE = "history.csv"
 FIT_DONE_FILE = "fit.done"
-# The best-validation weights, kept by ModelCheckpoint; the finished run keeps them.
+# The best-validation weights, kept by `BestWeights`; the finished run keeps them.
 WEIGHTS_FILE = "autoencoder.weights.h5"
 INCOMPLETE_SUFFIX = ".incomplete"
+BACKUP_DIR = "backup"
+
+
+def save_model_weights(model, path):
+    """Writes `model`'s weights to the `.weights.h5` file `path`, without its optimizer's state.
+
+    The optimizer's moments would triple an Adam-trained file and are of no
+    use once training is over. Written under another name first, so `path`
+    is never half written.
+    """
+    partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
+    skip = [model.optimizer] if getattr(model, "optimizer", None) is not None else None
+    saving_lib.save_weights_only(model, partial, objects_to_skip=skip)
+    os.replace(partial, path)
+
+
+def load_model_weights(model, path):
+    """Loads weights `save_model_weights` wrote, leaving a compiled model's optimizer as it is."""
+    skip = [model.optimizer] if getattr(model, "optimizer", None) is not None else None
+    saving_lib.load_weights_only(model, path, objects_to_skip=skip)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the model's weights (no optimizer state) of the epoch with the lowest `monitor`.
+
+    Args:
+        path: the `.weights.h5` file (see `save_model_weights`).
+        monitor: the logged value to minimise.
+        initial_best: the best value of epochs before a resume; only a lower
+            one is saved.
+    """
+
+    def __init__(self, path, monitor="val_loss", initial_best=None):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.best = initial_best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if self.best is None or value < self.best:
+            self.best = float(value)
+            save_model_weights(self.model, self.path)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -95,8 +142,8 @@ def fit_resumable(
         train_data, validation_data: datasets passed to `fit`.
         staging: the run's working directory (created if missing).
         epochs: total epochs, counting the ones an interrupted fit finished.
-        best_weights: path where `ModelCheckpoint` keeps the weights of the
-            lowest `val_loss`; None keeps none.
+        best_weights: path where `BestWeights` keeps the weights of the
+            lowest `val_loss`, without optimizer state; None keeps none.
         patience: early-stopping patience on `val_loss` (carried over a
             resume); None trains every epoch.
         verbose: `fit`'s verbosity.
@@ -112,21 +159,14 @@ def fit_resumable(
         return read_history(history_path)
     earlier = read_history(history_path)
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(staging, "backup")),
+        keras.callbacks.BackupAndRestore(os.path.join(staging, BACKUP_DIR)),
         EpochTimer(),
         keras.callbacks.CSVLogger(history_path, append=True),
         *callbacks,
     ]
     if best_weights is not None:
-        all_callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                best_weights,
-                monitor="val_loss",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
-            )
-        )
+        earlier_best = min((r["val_loss"] for r in earlier if np.isfinite(r["val_loss"])), default=None)
+        all_callbacks.append(BestWeights(best_weights, "val_loss", earlier_best))
     if patience is not None:
         all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
     all_callbacks.append(keras.callbacks.TerminateOnNaN())

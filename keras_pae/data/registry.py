@@ -337,7 +337,8 @@ class DataConfig:
 
     Args:
         dataset: a registry name (see `DATASETS`).
-        limit: use only the first `limit` autoencoder images.
+        limit: use only the first `limit` images of each part (LunarLander:
+            the rollouts `limit` autoencoder frames need, in each run).
         data_dir: folder with the dataset's local files; None uses
             tensorflow-datasets (or Debian's Fashion-MNIST folder).
         image_size: LunarLander: side of the rendered frames (None: the generator's).
@@ -532,13 +533,17 @@ def autoencoder_data(config, progress=True):
 
 
 def predictor_data(config, progress=True):
-    """Labelled data the embedding predictors train and validate on."""
-    return _part(config, "predictor", progress)
+    """Labelled data the embedding predictors train and validate on, cut to `config.limit`.
+
+    A quick run (`--limit`) is quick throughout: the predictors train on at
+    most as many examples as the autoencoder (LunarLander: as many rollouts).
+    """
+    return _part(config, "predictor", progress, config.limit)
 
 
 def test_data(config, progress=True):
-    """Labelled data the chosen predictor is tested on."""
-    return _part(config, "test", progress)
+    """Labelled data the chosen predictor is tested on, cut to `config.limit` like `predictor_data`."""
+    return _part(config, "test", progress, config.limit)
 
 
 def _tfds_data_dir():

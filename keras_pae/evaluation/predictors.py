@@ -12,6 +12,7 @@ together as one model (`PredictorBank`), each with its own early stopping.
 import keras
 import numpy as np
 
+from keras_pae.core.progress import EpochProgress
 from keras_pae.data import lunarlander
 
 HIDDEN_LAYERS = ((), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128))
@@ -201,6 +202,7 @@ def evaluate_embeddings(
     seed=0,
     verbose=0,
     pixels_per_unit=lunarlander.PIXELS_PER_UNIT,
+    progress=False,
 ):
     """Trains every predictor, picks the lowest validation loss, tests it.
 
@@ -216,6 +218,8 @@ def evaluate_embeddings(
         seed: seeds initialisation and shuffling.
         verbose: `fit`'s verbosity.
         pixels_per_unit: scale of the pixel error for positions.
+        progress: show the epochs' progress (a bar, or a line every tenth)
+            with `verbose=0`.
 
     Returns:
         A dict: every predictor's best validation loss and epochs, the chosen
@@ -232,12 +236,15 @@ def evaluate_embeddings(
     # call: the same batches in the same order, less overhead.
     bank = PredictorBank(models)
     bank.compile(optimizer=keras.optimizers.Adam(learning_rate), steps_per_execution=STEPS_PER_EXECUTION)
-    stopper = EarlyStoppingEach(models, patience=max(10, epochs // 20))
+    callbacks = [EarlyStoppingEach(models, patience=max(10, epochs // 20))]
+    if progress:
+        callbacks.append(EpochProgress(epochs, f"{len(models)} predictors, epochs"))
     bank.fit(
         train_x, [fit_y] * len(models),
         validation_data=(val_x, [fit_val] * len(models)),
-        epochs=epochs, batch_size=batch_size, callbacks=[stopper], verbose=verbose,
+        epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=verbose,
     )
+    stopper = callbacks[0]
     results = []
     for hidden, val_losses in zip(hidden_layers, stopper.val_losses):
         results.append(

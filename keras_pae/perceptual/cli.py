@@ -44,7 +44,10 @@ def add_train_arguments(parser, grid_axes=True):
     parser.add_argument("--imagenet-normalize", action="store_true", help="feed ImageNet mean/std-normalised images to the loss network")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="training seed (default: %(default)s)")
     parser.add_argument("--data-seed", type=int, default=defaults.data_seed, help="data generation seed (default: %(default)s)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N autoencoder images (quick runs)")
+    parser.add_argument(
+        "--limit", type=int, default=None,
+        help="quick runs: use only the first N images of each part (LunarLander: the rollouts N frames need, per run)",
+    )
     parser.add_argument("--image-size", type=int, default=None, help="image side the models see, 64+16n (default: the dataset's: 96 for stl10 and celeb_a, 112 for omniglot, 128 for pokemon, else 64)")
     parser.add_argument(
         "--data-dir", default=None,

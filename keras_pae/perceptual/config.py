@@ -56,7 +56,8 @@ class TrainConfig(JsonConfig):
         seed: seeds data order, initialisation and sampling.
         data_seed: seeds data generation (LunarLander), kept apart from `seed`
             so repetitions train on the same collection.
-        limit: use only the first `limit` autoencoder images (quick runs).
+        limit: quick runs: use only the first `limit` images of each part
+            (LunarLander: the rollouts `limit` autoencoder frames need, per run).
         image_size: side of the square images the models see (64 + 16n);
             None uses the dataset's (`DatasetInfo.image_size`).
         validation_fraction: trailing fraction of the data used for validation.

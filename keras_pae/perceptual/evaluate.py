@@ -30,9 +30,11 @@ def evaluate_predictors(model, config, path, verbose):
     dataset = registry.info(config.dataset)
     embedder = model.embedding_model()
 
-    def encode(part):
+    def encode(part, name):
         images = pipeline.image_dataset(part.images, 512, image_size=config.image_size, fit=dataset.fit)
-        return embedder.predict(images, verbose=0)
+        if verbose:
+            print(f"Encoding {len(part)} {name} images.", flush=True)
+        return embedder.predict(images, verbose=verbose)
 
     labelled = registry.predictor_data(config, progress=bool(verbose))
     test = registry.test_data(config, progress=bool(verbose))
@@ -43,16 +45,16 @@ def evaluate_predictors(model, config, path, verbose):
     # Image folders: as many outputs as classes found.
     num_outputs = dataset.num_outputs or int(max(labelled.labels.max(), test.labels.max())) + 1
     split = pipeline.validation_split(len(labelled), labelled.groups, config.validation_fraction)
-    embedded = encode(labelled)
+    embedded = encode(labelled, "predictor")
     if verbose:
         what = "a KerasTuner search of predictors" if config.predictor_search == "tuner" else f"{len(predictors.HIDDEN_LAYERS)} predictors"
         print(f"Training {what} on {len(labelled)} embeddings.")
     parts = (
         (embedded[:split], labelled.labels[:split]),
         (embedded[split:], labelled.labels[split:]),
-        (encode(test), test.labels),
+        (encode(test, "test"), test.labels),
     )
-    # Kept so `python -m tuning.search RUN` can search predictors later.
+    # Kept so `keras-pae search RUN` can search predictors later.
     problem = dict(label_kind=dataset.label_kind, num_outputs=num_outputs, pixels_per_unit=dataset.pixels_per_unit)
     search.save_embeddings(os.path.join(os.path.dirname(path), search.EMBEDDINGS_FILE), *parts, **problem)
     if config.predictor_search == "tuner":
@@ -65,7 +67,9 @@ def evaluate_predictors(model, config, path, verbose):
             seed=config.seed,
         )
     else:
-        result = predictors.evaluate_embeddings(*parts, **problem, epochs=config.predictor_epochs, seed=config.seed)
+        result = predictors.evaluate_embeddings(
+            *parts, **problem, epochs=config.predictor_epochs, seed=config.seed, progress=bool(verbose)
+        )
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     return result

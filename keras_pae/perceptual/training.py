@@ -19,7 +19,8 @@ import tensorflow as tf
 from keras_pae.core import cli, optimizers
 from keras_pae.core.devices import distribution_strategy, precision_policy, set_seeds
 from keras_pae.core.runs import (
-    FIT_DONE_FILE, HISTORY_FILE, WEIGHTS_FILE, fit_resumable, prepare_directories, publish, read_history,
+    FIT_DONE_FILE, HISTORY_FILE, WEIGHTS_FILE, fit_resumable, load_model_weights, prepare_directories, publish,
+    read_history,
 )
 from keras_pae.data import pipeline, registry
 from keras_pae.perceptual import feature_cache
@@ -112,7 +113,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         # The predictors' embeddings and the exported encoder in float32:
         # exact to the trained weights, and served fast on any device.
         model = _build_model(config, "random")
-    model.load_weights(best_path)
+    load_model_weights(model, best_path)
     val_losses = [row["val_loss"] for row in history]
     best = int(np.nanargmin(val_losses))
     predictors = None
