@@ -1,3 +1,4 @@
+import hashlib
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import torch
 
 from keras_pae import alexnet_features
 from keras_pae.perceptual import loss_network as loss_network_module
+from keras_pae.perceptual.convert_alexnet import convert_weights
 from bench.torch_models import alexnet_features_torch
 
 
@@ -117,15 +119,75 @@ def test_imagenet_uses_cached_converted_file(torch_checkpoint, tmp_path, monkeyp
     )
 
 
-def test_download_with_wrong_hash_is_rejected(torch_checkpoint, tmp_path, monkeypatch):
-    _, path = torch_checkpoint
+def test_download_checks_the_full_sha256(torch_checkpoint, tmp_path, monkeypatch):
+    """keras.utils.get_file gets the whole digest and refuses a file with another one."""
+    features, path = torch_checkpoint
+    assert len(loss_network_module.IMAGENET_SHA256) == 64
+    assert loss_network_module.IMAGENET_SHA256.startswith("7be5be79")  # torchvision's file name
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    fake = tmp_path / "alexnet-owt-7be5be79.pth"
-    fake.write_bytes(path.read_bytes())
-    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: str(fake))
-    with pytest.raises(ValueError, match="SHA-256"):
+    # The test checkpoint stands in for torchvision's at a file:// URL.
+    monkeypatch.setattr(loss_network_module, "IMAGENET_URL", path.as_uri())
+    calls = []
+    real_get_file = keras.utils.get_file
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: calls.append(k) or real_get_file(*a, **k))
+    with pytest.raises(ValueError, match="does not have SHA-256 7be5be791159") as error:
         alexnet_features(weights="imagenet")
-    assert not fake.exists()
+    assert "\n" not in str(error.value)
+    assert calls[0]["file_hash"] == loss_network_module.IMAGENET_SHA256
+    assert not (tmp_path / "models" / loss_network_module.CONVERTED_IMAGENET_FILE).exists()
+
+    # With the test checkpoint's own digest, the same download is converted and used.
+    monkeypatch.setattr(loss_network_module, "IMAGENET_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+    images = np.random.default_rng(6).random((1, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(alexnet_features(weights="imagenet")(images)),
+        _torch_output(features, images),
+        atol=1e-5,
+    )
+    assert (tmp_path / "models" / loss_network_module.CONVERTED_IMAGENET_FILE).exists()
+
+
+# Run with PyTorch unimportable: `import torch` anywhere raises ImportError.
+WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None
+import keras
+import numpy as np
+from keras_pae import alexnet_features
+images = np.load(sys.argv[1])
+for path in sys.argv[2:]:
+    np.save(path + ".npy", keras.ops.convert_to_numpy(alexnet_features(weights=path)(images)))
+assert sys.modules["torch"] is None
+"""
+
+
+def test_pth_files_load_without_pytorch(torch_checkpoint, tmp_path):
+    """Both torch.save formats, read with torch blocked, give the features of the weights torch reads."""
+    features, _ = torch_checkpoint
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    paths = []
+    for fmt in ("zip", "legacy"):
+        paths.append(tmp_path / f"alexnet_{fmt}.pth")
+        torch.save(state, paths[-1], _use_new_zipfile_serialization=fmt == "zip")
+    images = np.random.default_rng(7).random((2, 64, 64, 3), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, str(tmp_path / "images.npy"), *map(str, paths)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for path in paths:
+        # The reference: the same file read by torch.load, set into the Keras layers.
+        model = alexnet_features(weights="random")
+        trunk = model.get_layer("alexnet_trunk")
+        read = {k: v.numpy() for k, v in torch.load(path, weights_only=True).items()}
+        for layer, values in convert_weights(read).items():
+            trunk.get_layer(layer).set_weights(values)
+        expected = keras.ops.convert_to_numpy(model(images))
+        actual = np.load(f"{path}.npy")
+        assert actual.std() > 1e-3
+        np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0)
 
 
 def test_bad_weight_files(tmp_path):

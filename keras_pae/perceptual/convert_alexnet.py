@@ -2,8 +2,8 @@
 
     keras-pae convert-alexnet SRC.pth DST.weights.h5
 
-Only this module imports PyTorch (the `convert` extra), and only to read the
-checkpoint; training never does.
+The checkpoint is read by `torch_checkpoint`, with numpy only: PyTorch is not
+needed.
 """
 
 import os
@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from keras_pae.core import cli
+from keras_pae.perceptual import torch_checkpoint
 from keras_pae.perceptual.alexnet import alexnet_trunk
 
 # torchvision key of each of the trunk's conv layers (features[0], features[3]).
@@ -46,25 +47,8 @@ def convert_weights(state_dict, transpose=oihw_to_hwio):
 
 
 def read_torch_checkpoint(path):
-    """Reads a `.pth` state dict into numpy arrays (needs PyTorch)."""
-    try:
-        import torch
-    except ImportError:
-        raise ValueError(
-            f"Reading {path!r} needs PyTorch: pip install 'keras_pae[convert]', "
-            "or pass a converted .weights.h5 file instead."
-        ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"Could not read a torch checkpoint from {path!r} ({type(error).__name__})."
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path!r} does not hold a state dict.")
-    return {k: v.detach().numpy() for k, v in state.items() if hasattr(v, "detach")}
+    """Reads a `.pth` state dict into numpy arrays, without PyTorch."""
+    return torch_checkpoint.load_state_dict(path)
 
 
 def assign_torch_checkpoint(trunk, path):

@@ -8,7 +8,6 @@ applies no ImageNet normalisation); `imagenet_normalize=True` inserts the
 torchvision mean/std normalisation instead.
 """
 
-import hashlib
 import os
 
 import keras
@@ -20,8 +19,9 @@ from keras_pae.perceptual.pretrain_loss_network import SHIPPED_FASHION_MNIST, pr
 
 IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 IMAGENET_FILE = "alexnet-owt-7be5be79.pth"
-# torchvision names checkpoints after the first 8 hex digits of their SHA-256.
-IMAGENET_SHA256_PREFIX = "7be5be79"
+# torchvision names a checkpoint after the first 8 hex digits of its SHA-256;
+# the whole digest (244 408 911 bytes) as pinned by projects that use this file.
+IMAGENET_SHA256 = "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02"
 CONVERTED_IMAGENET_FILE = "alexnet_features_imagenet.weights.h5"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,9 +123,17 @@ def imagenet_weights_path():
     if os.path.isfile(converted):
         return converted
     try:
+        # get_file checks the digest after downloading, and downloads again a
+        # cached copy that does not match.
         checkpoint = keras.utils.get_file(
-            IMAGENET_FILE, origin=IMAGENET_URL, cache_subdir="models"
+            IMAGENET_FILE, origin=IMAGENET_URL, cache_subdir="models",
+            file_hash=IMAGENET_SHA256, hash_algorithm="sha256",
         )
+    except ValueError:  # get_file's "Incomplete or corrupted file detected"
+        raise ValueError(
+            f"Downloaded {IMAGENET_FILE} from {IMAGENET_URL} does not have SHA-256 "
+            f"{IMAGENET_SHA256}; please retry, or pass --loss-weights fashion_mnist."
+        ) from None
     except Exception:
         raise ValueError(
             f"ImageNet AlexNet weights are not cached at {converted} and could "
@@ -134,13 +142,6 @@ def imagenet_weights_path():
             "the path to alexnet-owt-7be5be79.pth or a converted .weights.h5, "
             "or 'random' for smoke tests only."
         ) from None
-    digest = _sha256(checkpoint)
-    if not digest.startswith(IMAGENET_SHA256_PREFIX):
-        os.remove(checkpoint)
-        raise ValueError(
-            f"Downloaded {IMAGENET_FILE} has SHA-256 {digest[:8]}..., expected "
-            f"{IMAGENET_SHA256_PREFIX}...; removed it, please retry."
-        )
     _convert.convert(checkpoint, converted)
     return converted
 
@@ -160,11 +161,3 @@ def fashion_mnist_weights_path():
         print(f"Pretraining the loss network on Fashion-MNIST once; caching it at {cached}.")
         pretrain_loss_network(cached, dataset="fashion_mnist", epochs=3)
     return cached
-
-
-def _sha256(path):
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
