@@ -125,8 +125,9 @@ def imagenet_weights_path():
     try:
         # get_file checks the digest after downloading, and downloads again a
         # cached copy that does not match.
+        # cache_dir given: Keras reads $KERAS_HOME once, at import.
         checkpoint = keras.utils.get_file(
-            IMAGENET_FILE, origin=IMAGENET_URL, cache_subdir="models",
+            IMAGENET_FILE, origin=IMAGENET_URL, cache_dir=os.path.dirname(cache), cache_subdir="models",
             file_hash=IMAGENET_SHA256, hash_algorithm="sha256",
         )
     except ValueError:  # get_file's "Incomplete or corrupted file detected"
