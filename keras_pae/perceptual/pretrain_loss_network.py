@@ -23,8 +23,9 @@ from keras_pae.core import cli
 from keras_pae.data import pipeline, registry
 from keras_pae.perceptual.alexnet import alexnet_trunk
 
+# keras_pae/weights/, the package data setup.cfg ships (one level above this module).
 SHIPPED_FASHION_MNIST = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "weights", "alexnet_features_fashion_mnist.weights.h5"
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "alexnet_features_fashion_mnist.weights.h5"
 )
 DATASETS = ("fashion_mnist",)
 
