@@ -2,7 +2,10 @@
 
 The public names are imported lazily so that light modules (the LunarLander
 generator's spawned workers, `python -m keras_pae.data --help`) do not pay for
-importing TensorFlow.
+importing TensorFlow. For the same reason `import keras_pae` alone registers
+none of the package's Keras objects: `keras.saving.load_model` of a file that
+holds them needs the module defining them imported first (`keras_pae.losses`,
+`keras_pae.metrics`).
 """
 
 import importlib
@@ -20,6 +23,8 @@ _PUBLIC = {
     "AdversarialDecoder": "keras_pae.ssavae.adversarial_decoder",
     "train": "keras_pae.perceptual.training",
 }
+# Public modules, imported on first use: `keras_pae.losses.PerceptualLoss`.
+_MODULES = ("losses", "metrics")
 
 __all__ = sorted(_PUBLIC)
 
@@ -27,4 +32,6 @@ __all__ = sorted(_PUBLIC)
 def __getattr__(name):
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"keras_pae.{name}")
     raise AttributeError(f"module 'keras_pae' has no attribute {name!r}")
