@@ -5,7 +5,7 @@ generator's spawned workers, `python -m keras_pae.data --help`) do not pay for
 importing TensorFlow. For the same reason `import keras_pae` alone registers
 none of the package's Keras objects: `keras.saving.load_model` of a file that
 holds them needs the module defining them imported first (`keras_pae.losses`,
-`keras_pae.metrics`).
+`keras_pae.metrics`, `keras_pae.encoders`; `keras_pae.load_encoder` does it).
 """
 
 import importlib
@@ -22,9 +22,10 @@ _PUBLIC = {
     "VariationalEncoderClassifier": "keras_pae.ssavae.variational_encoder_classifier",
     "AdversarialDecoder": "keras_pae.ssavae.adversarial_decoder",
     "train": "keras_pae.perceptual.training",
+    "load_encoder": "keras_pae.encoders",
 }
 # Public modules, imported on first use: `keras_pae.losses.PerceptualLoss`.
-_MODULES = ("losses", "metrics")
+_MODULES = ("losses", "metrics", "encoders")
 
 __all__ = sorted(_PUBLIC)
 

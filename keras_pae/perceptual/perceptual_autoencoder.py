@@ -167,12 +167,19 @@ class PerceptualAutoencoder(keras.Model):
         return self._update_trackers(*self.compute_losses(images, training=False, features=features))
 
     def embedding_model(self):
-        """A functional model mapping images to mu (with p inside for F-*)."""
+        """A functional model mapping images to mu (with p inside for F-*), sharing the model's layers.
+
+        It leaves the logvar head out, so a model fine-tuned from it trains
+        every weight it holds (Keras warns about weights without gradients).
+        """
         inputs = keras.Input(self.image_shape, name="images")
         x = inputs
         if self.procedure.encoder == "features":
             x = keras.layers.Flatten(name="flatten_features")(self.loss_network(x))
-        mu, _ = self.encoder(x)
+        if hasattr(self.encoder, "outputs"):  # functional: the layers mu depends on
+            mu = keras.Model(self.encoder.inputs, self.encoder.outputs[0], name=self.encoder.name)(x)
+        else:
+            mu, _ = self.encoder(x)
         return keras.Model(inputs, mu, name="embedder")
 
     def get_config(self):

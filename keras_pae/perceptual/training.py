@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras_pae.core import cli, optimizers
 from keras_pae.core.devices import distribution_strategy, precision_policy, set_seeds
 from keras_pae.core.runs import (
-    FIT_DONE_FILE, HISTORY_FILE, WEIGHTS_FILE, fit_resumable, prepare_directories, publish, read_history,
+    FIT_DONE_FILE, HISTORY_FILE, WEIGHTS_FILE, fit_resumable, prepare_directories, publish, read_history, save_encoder,
 )
 from keras_pae.data import pipeline, registry
 from keras_pae.perceptual import feature_cache
@@ -122,6 +122,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     if os.path.exists(encoder_dir):
         shutil.rmtree(encoder_dir)
     model.embedding_model().export(encoder_dir, verbose=False)
+    save_encoder(model.embedding_model(), staging)
 
     summary = {
         "procedure": config.procedure,
