@@ -118,8 +118,9 @@ def test_weight_files_hold_the_loss_network_once(tmp_path):
     kernels = []
     with h5py.File(tmp_path / "ps.weights.h5") as f:
         f.visititems(lambda name, item: kernels.append(name) if isinstance(item, h5py.Dataset) else None)
-    # encoder 4 conv + 4 BN + 2 heads, decoder dense + 4 deconv + 3 BN, p 2 conv: no copy under the loss object.
-    assert not [name for name in kernels if "loss" in name.split("/")[0] and "loss_network" not in name]
+    # The groups weight files had before the loss objects: p under "layers", nothing under the loss object.
+    assert {name.split("/")[0] for name in kernels} == {"encoder", "decoder", "layers"}
+    # encoder 4 conv + 4 BN + 2 heads, decoder dense + 4 deconv + 3 BN, p 2 conv: p stored once.
     assert len(kernels) == (4 * 2 + 4 * 4 + 2 * 2) + (2 + 4 * 2 + 3 * 4) + 2 * 2
 
 
