@@ -2,7 +2,10 @@
 
 The public names are imported lazily so that light modules (the LunarLander
 generator's spawned workers, `python -m keras_pae.data --help`) do not pay for
-importing TensorFlow.
+importing TensorFlow. For the same reason `import keras_pae` alone registers
+none of the package's Keras objects: `keras.saving.load_model` of a file that
+holds them needs the module defining them imported first (`keras_pae.losses`,
+`keras_pae.metrics`, `keras_pae.encoders`; `keras_pae.load_encoder` does it).
 """
 
 import importlib
@@ -19,7 +22,10 @@ _PUBLIC = {
     "VariationalEncoderClassifier": "keras_pae.ssavae.variational_encoder_classifier",
     "AdversarialDecoder": "keras_pae.ssavae.adversarial_decoder",
     "train": "keras_pae.perceptual.training",
+    "load_encoder": "keras_pae.encoders",
 }
+# Public modules, imported on first use: `keras_pae.losses.PerceptualLoss`.
+_MODULES = ("losses", "metrics", "encoders")
 
 __all__ = sorted(_PUBLIC)
 
@@ -27,4 +33,6 @@ __all__ = sorted(_PUBLIC)
 def __getattr__(name):
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"keras_pae.{name}")
     raise AttributeError(f"module 'keras_pae' has no attribute {name!r}")

@@ -28,3 +28,23 @@ def assert_round_trips(model, inputs, tmp_path, atol=1e-6):
     for actual, wanted in zip(outputs, expected):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), wanted, atol=atol)
     return reloaded
+
+
+def docs_example(page, heading, replacements=()):
+    """The first ```python block after the line `heading` of docs/`page`, with `replacements` applied.
+
+    Each `(old, new)` replacement (the test's small sizes, its paths) must
+    match exactly once, so an edited example cannot drift away from its test.
+    """
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", page)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    after = text[text.index(heading + "\n"):]
+    start = after.index("```python\n") + len("```python\n")
+    code = after[start:after.index("\n```", start)]
+    for old, new in replacements:
+        assert code.count(old) == 1, f"{page}, {heading!r}: {old!r} occurs {code.count(old)} times"
+        code = code.replace(old, new)
+    return code

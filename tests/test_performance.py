@@ -440,7 +440,7 @@ def _same_layer_outputs_and_gradients(fast, plain, shape, rtol):
     [((2, 68, 68, 3), 11, 4), ((2, 100, 100, 3), 11, 4), ((2, 31, 31, 5), 4, 2), ((2, 13, 10, 5), 3, 2), ((2, 17, 17, 2), 5, 3)],
 )
 def test_space_to_depth_convolution_matches_keras(shape, kernel, stride):
-    from keras_pae.perceptual.loss_network import Conv2D
+    from keras_pae.perceptual.alexnet import Conv2D
 
     # AlexNet's first layer at 64 and 96 px, and sides that are not whole blocks.
     _same_layer_outputs_and_gradients(

@@ -192,6 +192,7 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
     # final weights are kept, not the best test epoch's.
     runs.save_model_weights(model, os.path.join(staging, runs.WEIGHTS_FILE))
     encoder = model.embedding_model()
+    runs.save_encoder(encoder, staging)
     probe = config.probe_limit
     for part, images in (("train", data.train[:probe]), ("test", data.test[:probe])):
         np.save(os.path.join(staging, f"codes_{part}.npy"), encoder.predict(images, batch_size=256, verbose=0))

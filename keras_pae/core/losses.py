@@ -17,7 +17,7 @@ def pixel_loss(images, reconstructions):
     return ops.mean(ops.square(images - reconstructions))
 
 
-def perceptual_loss(loss_network, images, reconstructions, image_features=None):
+def perceptual_loss(loss_network, images, reconstructions, image_features=None, per_example=False):
     """PS loss (Eq. 2): MSE between the loss network's features of both images.
 
     Args:
@@ -25,16 +25,26 @@ def perceptual_loss(loss_network, images, reconstructions, image_features=None):
         images: the original images.
         reconstructions: the decoded images.
         image_features: `loss_network(images)` when already computed.
+        per_example: one mean per example (N,) instead of the batch's mean.
     """
     if image_features is None:
         image_features = loss_network(images, training=False)
     reconstruction_features = loss_network(reconstructions, training=False)
-    return feature_prediction_loss(image_features, reconstruction_features)
+    return feature_prediction_loss(image_features, reconstruction_features, per_example)
 
 
-def feature_prediction_loss(features, predicted_features):
-    """FP loss (Eq. 3): MSE between the loss network's features and a prediction."""
-    return ops.mean(ops.square(_flat(features) - _flat(predicted_features)))
+def feature_prediction_loss(features, predicted_features, per_example=False):
+    """FP loss (Eq. 3): MSE between the loss network's features and a prediction.
+
+    Args:
+        features: the loss network's features (N, ...).
+        predicted_features: their prediction, of the same size per example.
+        per_example: one mean per example (N,) instead of the batch's mean.
+    """
+    squared = ops.square(_flat(features) - _flat(predicted_features))
+    # The batch mean is one reduction over every element, not a mean of per-example means:
+    # PerceptualAutoencoder's losses stay what they were to the last bit.
+    return ops.mean(squared, axis=-1) if per_example else ops.mean(squared)
 
 
 def kl_divergence(mu, logvar):

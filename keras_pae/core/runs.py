@@ -22,6 +22,9 @@ FIT_DONE_FILE = "fit.done"
 WEIGHTS_FILE = "autoencoder.weights.h5"
 INCOMPLETE_SUFFIX = ".incomplete"
 BACKUP_DIR = "backup"
+# The trained encoder as a Keras model (images in [0, 1] -> embedding), to serve
+# or fine-tune: every paper family's run writes it, `keras_pae.load_encoder` reads it.
+ENCODER_FILE = "encoder.keras"
 
 
 def save_model_weights(model, path):
@@ -231,3 +234,15 @@ def publish(staging, out):
         shutil.rmtree(old)
     else:
         os.replace(staging, out)
+
+
+def save_encoder(encoder, directory):
+    """Writes `encoder` (images in [0, 1] -> embedding) as `directory/encoder.keras`; returns the path.
+
+    A `.keras` file keeps the architecture, the weights and which layers are
+    trainable, so `keras_pae.load_encoder` gives a model to fine-tune, not
+    only to serve (the SavedModel export's use).
+    """
+    path = os.path.join(directory, ENCODER_FILE)
+    encoder.save(path)
+    return path

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_pae.core import losses
 from keras_pae.core.devices import dtype_policy
+from keras_pae.perceptual.keras_losses import FeaturePredictionLoss, PerceptualLoss
 from keras_pae.perceptual.loss_network import alexnet_features
 from keras_pae.perceptual import networks
 from keras_pae.perceptual.procedures import Procedure
@@ -19,7 +20,9 @@ class PerceptualAutoencoder(keras.Model):
     encoder reads the image or the loss network's (flattened) features; the
     decoder produces an image or predicts those features. The total loss is
     reconstruction + gamma * KL and each term has its own tracker, so `fit`
-    shows every one. The embedding handed to predictors is mu.
+    shows every one; PS and FP are `keras_pae.losses.PerceptualLoss` and
+    `FeaturePredictionLoss` on the model's loss network. The embedding handed
+    to predictors is mu.
 
     Args:
         encoder: model mapping the encoder input to `[mu, logvar]`.
@@ -43,6 +46,13 @@ class PerceptualAutoencoder(keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.loss_network = loss_network
+        # The PS or FP term, the same Keras loss a user compiles any model with.
+        # Private, so saving walks it after `loss_network`: weight files keep their layout.
+        self._feature_loss = None
+        if self.procedure.loss == "perceptual":
+            self._feature_loss = PerceptualLoss(loss_network, name="reconstruction_loss")
+        elif self.procedure.loss == "feature_prediction":
+            self._feature_loss = FeaturePredictionLoss(loss_network, name="reconstruction_loss")
         self.gamma = float(gamma)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -111,12 +121,8 @@ class PerceptualAutoencoder(keras.Model):
         decoded = ops.cast(self.decoder(z, training=training), "float32")
         if self.procedure.loss == "pixel":
             reconstruction = losses.pixel_loss(images, decoded)
-        elif self.procedure.loss == "perceptual":
-            reconstruction = losses.perceptual_loss(
-                self.loss_network, images, decoded, image_features=target_features
-            )
         else:
-            reconstruction = losses.feature_prediction_loss(target_features, decoded)
+            reconstruction = self._feature_loss.from_features(target_features, decoded)
         kl = losses.kl_divergence(mu, logvar) if self.variational else ops.zeros(())
         return reconstruction + self.gamma * kl, reconstruction, kl
 
@@ -161,12 +167,19 @@ class PerceptualAutoencoder(keras.Model):
         return self._update_trackers(*self.compute_losses(images, training=False, features=features))
 
     def embedding_model(self):
-        """A functional model mapping images to mu (with p inside for F-*)."""
+        """A functional model mapping images to mu (with p inside for F-*), sharing the model's layers.
+
+        It leaves the logvar head out, so a model fine-tuned from it trains
+        every weight it holds (Keras warns about weights without gradients).
+        """
         inputs = keras.Input(self.image_shape, name="images")
         x = inputs
         if self.procedure.encoder == "features":
             x = keras.layers.Flatten(name="flatten_features")(self.loss_network(x))
-        mu, _ = self.encoder(x)
+        if hasattr(self.encoder, "outputs"):  # functional: the layers mu depends on
+            mu = keras.Model(self.encoder.inputs, self.encoder.outputs[0], name=self.encoder.name)(x)
+        else:
+            mu, _ = self.encoder(x)
         return keras.Model(inputs, mu, name="embedder")
 
     def get_config(self):

@@ -20,7 +20,7 @@ from keras_pae.core import cli, optimizers
 from keras_pae.core.devices import distribution_strategy, precision_policy, set_seeds
 from keras_pae.core.runs import (
     FIT_DONE_FILE, HISTORY_FILE, WEIGHTS_FILE, fit_resumable, load_model_weights, prepare_directories, publish,
-    read_history,
+    read_history, save_encoder,
 )
 from keras_pae.data import pipeline, registry
 from keras_pae.perceptual import feature_cache
@@ -123,6 +123,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     if os.path.exists(encoder_dir):
         shutil.rmtree(encoder_dir)
     model.embedding_model().export(encoder_dir, verbose=False)
+    save_encoder(model.embedding_model(), staging)
 
     summary = {
         "procedure": config.procedure,

@@ -20,7 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_pae.core import cli
-from keras_pae.core.runs import FIT_DONE_FILE, HISTORY_FILE, INCOMPLETE_SUFFIX, fit_resumable, read_history
+from keras_pae.core.runs import (
+    FIT_DONE_FILE, HISTORY_FILE, INCOMPLETE_SUFFIX, fit_resumable, read_history, save_encoder,
+)
 from keras_pae.core.tables import markdown_table
 from keras_pae.data import registry
 from keras_pae.ssavae import networks, plots
@@ -181,6 +183,12 @@ def _export(model, directory):
     model.export(directory, verbose=False)
 
 
+def _export_phase1(vec, directory):
+    """The encoder-classifier as a SavedModel, and the encoder (images -> mu) as `encoder.keras`."""
+    _export(vec, os.path.join(directory, "encoder_classifier"))
+    save_encoder(vec.embedding_model(), directory)
+
+
 def _prepare(config, overwrite):
     out = os.path.abspath(config.output_dir)
     config_path = os.path.join(out, "config.json")
@@ -241,7 +249,7 @@ def run(config, overwrite=False, verbose="auto"):
     history, phase1_test, now = _run_phase(
         PHASE1, out, vec, batches(train_x, seen_labels, weights, shuffle=True), config.epochs,
         evaluate=lambda m: m.evaluate(test_batches, verbose=0, return_dict=True),
-        export=lambda m, d: _export(m, os.path.join(d, "encoder_classifier")),
+        export=_export_phase1,
         verbose=verbose,
     )
     if now:

@@ -125,6 +125,10 @@ class VariationalEncoderClassifier(keras.Model):
         images, labels, mask = self._unpack(data)
         return self._update_trackers(labels, mask, *self.compute_losses(images, labels, mask))
 
+    def embedding_model(self):
+        """A functional model mapping images to mu, sharing the encoder's layers (not logvar's head)."""
+        return keras.Model(self.encoder.inputs, self.encoder.outputs[0], name="embedder")
+
     def get_config(self):
         config = super().get_config()
         config.update(
