@@ -124,7 +124,11 @@ def fit_resumable(
                 monitor="val_loss",
                 save_best_only=True,
                 save_weights_only=True,
-                initial_value_threshold=min((r["val_loss"] for r in earlier), default=None),
+                # Never "best" when not finite: Keras saves the first epoch whatever its value
+                # (a NaN one included, after which no epoch ever compares better).
+                initial_value_threshold=min(
+                    (r["val_loss"] for r in earlier if np.isfinite(r["val_loss"])), default=np.inf
+                ),
             )
         )
     if patience is not None:
