@@ -1,5 +1,7 @@
 """Shared test helpers."""
 
+import os
+
 import keras
 import numpy as np
 
@@ -48,3 +50,47 @@ def docs_example(page, heading, replacements=()):
         assert code.count(old) == 1, f"{page}, {heading!r}: {old!r} occurs {code.count(old)} times"
         code = code.replace(old, new)
     return code
+
+
+def assert_accuracies_of_kept_embeddings(run_dir, predictors):
+    """Asserts that a class-labelled run's predictor results are accuracies on the embeddings it kept.
+
+    The test accuracy is a whole number of test examples; the baseline is the
+    share of test labels equal to the most frequent training label, counted here.
+    """
+    from tuning.search import load_embeddings
+
+    (train_x, train_y), (val_x, _), (test_x, test_y), problem = load_embeddings(str(run_dir))
+    assert problem["label_kind"] == "class" and predictors["test_metric"] == "accuracy"
+    assert (predictors["train_examples"], predictors["validation_examples"], predictors["test_examples"]) == (
+        len(train_x), len(val_x), len(test_x)
+    )
+    correct = predictors["test_value"] * len(test_x)
+    assert abs(correct - round(correct)) < 1e-6, predictors["test_value"]
+    majority = np.bincount(np.asarray(train_y, int).ravel()).argmax()
+    assert abs(predictors["baseline_value"] - np.mean(np.asarray(test_y).ravel() == majority)) < 1e-9
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    """Stands for ^C once the first epoch is logged and backed up (`BackupAndRestore` runs first)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def interrupt_fit(monkeypatch, module, staging_name):
+    """Makes `module.fit_resumable` stop with ^C after the first epoch of the fit staged in `staging_name`.
+
+    Args:
+        monkeypatch: pytest's fixture (or one of its contexts).
+        module: the module whose `fit_resumable` name to replace.
+        staging_name: the base name of the staging directory, e.g. `"phase1.incomplete"`.
+    """
+    real = module.fit_resumable
+
+    def fit_resumable(model, train_data, validation_data, staging, *args, callbacks=(), **kwargs):
+        if os.path.basename(staging) == staging_name:
+            callbacks = [*callbacks, InterruptAfterFirstEpoch()]
+        return real(model, train_data, validation_data, staging, *args, callbacks=callbacks, **kwargs)
+
+    monkeypatch.setattr(module, "fit_resumable", fit_resumable)

@@ -50,9 +50,14 @@ def test_model_reconstructs_codes_vary_and_round_trips(tmp_path):
     # A 1x1 bottleneck skips instance norm (which would make it constant).
     model = build_bottleneck_autoencoder(IMAGE, 1, "1/16", residual_blocks=1)
     images = np.random.default_rng(0).random((4, *IMAGE), dtype=np.float32)
-    assert model(images).shape == (4, *IMAGE)
+    reconstructions = np.asarray(model(images))
     codes = np.asarray(model.embedding_model()(images))
     assert codes.shape == (4, 1, 1, 64) and np.ptp(codes, axis=0).max() > 1e-3
+    # The reconstruction is the decoder's image of that code: sigmoid pixels that change with the input.
+    np.testing.assert_allclose(reconstructions, np.asarray(model.decoder(codes)), atol=1e-6)
+    assert reconstructions.shape == (4, *IMAGE) and 0 < reconstructions.min() and reconstructions.max() < 1
+    assert np.ptp(reconstructions, axis=0).max() > 1e-3
+    assert float(model.compute_loss_value(images)) == pytest.approx(np.mean((images - reconstructions) ** 2), rel=1e-5)
     reloaded = assert_round_trips(model, images, tmp_path)
     assert isinstance(reloaded, BottleneckAutoencoder) and reloaded.compression == "1/16"
 

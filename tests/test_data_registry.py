@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_pae.perceptual.config import TrainConfig
-from keras_pae.data import registry
+from keras_pae.data import lunarlander, registry
 from keras_pae.data.idx import read_idx, write_idx
 
 REAL_FASHION_MNIST = os.path.isfile(os.path.join(registry.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"))
@@ -65,10 +65,13 @@ def test_lunarlander_parts_follow_limit():
     auto = registry.autoencoder_data(config, progress=False)
     predictor = registry.predictor_data(config, progress=False)
     assert len(auto) == 50 and set(auto.groups) == {0, 1, 2}
-    # The predictor run is as long as the autoencoder run, filtered on-screen.
-    assert len(predictor) <= 60 and predictor.labels.shape[1] == 2
-    x, y = predictor.labels.T
-    assert np.all((np.abs(x) <= 1) & (y >= -0.5) & (y <= 1.5))
+    # The predictor run is as long as the autoencoder run (3 rollouts of 20 steps), filtered on-screen.
+    raw = lunarlander.generate_run("predictor", rollouts=3, steps=20, progress=False)
+    x, y = raw.positions.T
+    kept = (np.abs(x) <= 1) & (y >= -0.5) & (y <= 1.5)
+    assert len(raw) == 60 and len(predictor) == kept.sum() > 0
+    np.testing.assert_array_equal(predictor.labels, raw.positions[kept])
+    np.testing.assert_array_equal(predictor.images, raw.images[kept])
 
 
 @pytest.mark.skipif(not REAL_FASHION_MNIST, reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")

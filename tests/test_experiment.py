@@ -1,9 +1,11 @@
 import csv
+import json
 import os
 import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,6 +22,7 @@ from keras_pae.perceptual.experiment import (
     report_markdown,
     run_grid,
 )
+from tests.helpers import interrupt_fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but real: 6 LunarLander rollouts of 40 steps.
@@ -116,3 +119,41 @@ def test_chief_and_two_workers_share_the_grid_and_run_every_point_once(tmp_path)
     rows = _read_rows(tmp_path / RESULTS_FILE)  # written by the chief at the end
     assert sorted(int(r["z_dim"]) for r in rows) == [4, 8, 16]
     assert np.all([float(r["best_val_loss"]) > 0 for r in rows])
+
+
+def test_interrupted_point_resumes_and_repetitions_train_with_seed_plus_r(tmp_path, monkeypatch):
+    from keras_pae.core.runs import read_history
+    from keras_pae.perceptual import experiment, training
+
+    base = _base(limit=80, batch_size=32, z_dim=4, epochs=2, predictor_epochs=0, seed=5)
+    grid = Grid(("I-I-PW",), (4,), (0.0,), 2)
+    names = {r: f"lunarlander_I-I-PW_z4_g0_s{5 + r}" for r in (0, 1)}
+    # SavedModel exports and the reconstruction figure are checked elsewhere; here they only cost time.
+    monkeypatch.setattr(keras.Model, "export", lambda model, directory, **kwargs: os.makedirs(directory))
+    monkeypatch.setattr(experiment, "plot_reconstructions", lambda *args: None)
+    with monkeypatch.context() as patch:
+        interrupt_fit(patch, training, names[1] + ".incomplete")
+        with pytest.raises(KeyboardInterrupt):
+            run_grid(base, grid, str(tmp_path), verbose=0)
+    staging = tmp_path / "runs" / f"{names[1]}.incomplete"
+    before = read_history(staging / "history.csv")
+    assert [row["epoch"] for row in before] == [0] and (staging / "backup").is_dir()
+    finished_before = (tmp_path / "runs" / names[0] / "summary.json").is_file()
+
+    again = run_grid(base, grid, str(tmp_path), verbose=0)
+    assert again["trained"] == (1 if finished_before else 2)
+    assert not staging.exists()
+    resumed = tmp_path / "runs" / names[1]
+    assert len((resumed / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs: epoch 0 not redone
+    assert read_history(resumed / "history.csv")[0] == before[0]
+    log = (tmp_path / TRAINING_LOG).read_text().split()
+    assert log.count(names[1]) == 2 and log.count(names[0]) == 1  # started, then resumed; the other once
+
+    rows = _read_rows(tmp_path / RESULTS_FILE)
+    assert [(r["repetition"], r["seed"], r["epochs_run"]) for r in rows] == [("0", "5", "2"), ("1", "6", "2")]
+    for r in (0, 1):
+        summary = json.loads((tmp_path / "runs" / names[r] / "summary.json").read_text())
+        assert summary["config"]["seed"] == 5 + r and summary["config"]["data_seed"] == base.data_seed
+    # Two seeds, two trainings: the repetitions differ, so the report's spread is real.
+    assert rows[0]["best_val_loss"] != rows[1]["best_val_loss"]
+    assert " ± " in (tmp_path / REPORT_FILE).read_text()

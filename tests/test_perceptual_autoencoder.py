@@ -156,3 +156,60 @@ def test_embedding_model_takes_images_for_feature_encoders():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(embedder(images)), keras.ops.convert_to_numpy(mu), atol=1e-6
     )
+
+
+
+class _RecordingDecoder(keras.Model):
+    """Passes z to a decoder and keeps it, so a test can read the sampled z."""
+
+    def __init__(self, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.decoder = decoder
+        self.seen = []
+
+    def call(self, z, training=False):
+        self.seen.append(keras.ops.convert_to_numpy(z))
+        return self.decoder(z, training=training)
+
+
+def test_vae_objective_is_reconstruction_plus_gamma_kl_with_seeded_reparameterisation():
+    """gamma > 0: total = reconstruction + gamma * KL, z = mu + eps * exp(logvar / 2), eps from the model's seed."""
+    images = np.random.default_rng(5).random((4, 64, 64, 3), dtype=np.float32)
+    keras.utils.set_random_seed(0)
+    built = build_perceptual_autoencoder("I-I-PW", z_dim=4, gamma=0.5, seed=7)
+    # sigma = e, so exp(logvar) instead of exp(logvar / 2) changes z a lot.
+    built.encoder.get_layer("logvar").bias.assign(np.full(4, 2.0, np.float32))
+
+    def model_with_seed(seed):
+        recorder = _RecordingDecoder(built.decoder)
+        return PerceptualAutoencoder(built.encoder, recorder, procedure="I-I-PW", gamma=0.5, seed=seed), recorder
+
+    model, recorder = model_with_seed(7)
+    total, reconstruction, kl = (float(v) for v in model.compute_losses(images))
+
+    mu, logvar = (keras.ops.convert_to_numpy(t) for t in model.encode(images))
+    eps = keras.ops.convert_to_numpy(keras.random.normal(mu.shape, seed=keras.random.SeedGenerator(7)))
+    expected_z = mu + eps * np.exp(logvar / 2)
+    np.testing.assert_allclose(recorder.seen[-1], expected_z, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected_z - mu).min() > 1e-3  # the noise is really there
+    decoded = keras.ops.convert_to_numpy(built.decoder(expected_z))
+    expected_reconstruction = np.mean((images - decoded) ** 2)
+    expected_kl = -np.mean(1 + logvar - mu**2 - np.exp(logvar))
+    assert reconstruction == pytest.approx(expected_reconstruction, rel=1e-5)
+    assert kl == pytest.approx(expected_kl, rel=1e-5)
+    assert total == pytest.approx(expected_reconstruction + 0.5 * expected_kl, rel=1e-5)
+
+    # Same seed: the same z; another seed: another one.
+    same, same_recorder = model_with_seed(7)
+    assert [float(v) for v in same.compute_losses(images)] == [total, reconstruction, kl]
+    np.testing.assert_array_equal(same_recorder.seen[-1], recorder.seen[-1])
+    other, other_recorder = model_with_seed(8)
+    other.compute_losses(images)
+    assert np.abs(other_recorder.seen[-1] - recorder.seen[-1]).max() > 0.1
+
+    # evaluate reports each term and their weighted sum.
+    built.compile(optimizer="adam")
+    result = built.evaluate(images, batch_size=4, verbose=0, return_dict=True)
+    assert sorted(result) == ["kl_loss", "loss", "reconstruction_loss"]
+    assert result["loss"] == pytest.approx(result["reconstruction_loss"] + 0.5 * result["kl_loss"], rel=1e-5)
+    assert result["kl_loss"] == pytest.approx(expected_kl, rel=1e-5)  # the KL does not depend on the draw

@@ -14,8 +14,9 @@ import pytest
 from keras_pae.ssavae import losses, networks, run
 from keras_pae.ssavae.__main__ import main
 from keras_pae.ssavae.adversarial_decoder import AdversarialDecoder
+from keras_pae.ssavae.config import AdversarialVAEConfig
 from keras_pae.ssavae.variational_encoder_classifier import VariationalEncoderClassifier
-from tests.helpers import assert_round_trips
+from tests.helpers import assert_round_trips, interrupt_fit
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -184,7 +185,15 @@ def test_cli_writes_outputs_and_a_rerun_trains_nothing(tmp_path, capsys, fashion
         summary = json.loads((out / "summary.json").read_text())
         assert summary["trained"] == ["phase1", "decoder_beta0_gamma0"]
         assert summary["labelled_images"] == 24 and summary["train_images"] == 48
-        assert 0.0 <= summary["phase1"]["test"]["accuracy"] <= 1.0
+        # The reported accuracy is that of Class(mu) on the 48 test images, recomputed from the saved networks.
+        config = AdversarialVAEConfig.load(out / "config.json")
+        _, _, test_x, test_y = run.load_data(config)
+        encoder, classifier = networks.encoder((28, 28, 1), 2, 2, 8), networks.classifier(2, 10, 8)
+        encoder.load_weights(out / "phase1" / "encoder.weights.h5")
+        classifier.load_weights(out / "phase1" / "classifier.weights.h5")
+        predicted = np.argmax(keras.ops.convert_to_numpy(classifier(encoder(test_x)[0])), axis=-1)
+        assert len(test_y) == 48
+        assert summary["phase1"]["test"]["accuracy"] == pytest.approx(np.mean(predicted == test_y), abs=1e-6)
         for name in ("latent_scatter.png", "latent_grid.png", "class_samples.png", "reconstructions.png", "report.md"):
             assert (out / name).stat().st_size > 0, name
         assert (out / "phase1" / "encoder_classifier" / "saved_model.pb").is_file()
@@ -229,3 +238,114 @@ def test_kl_weight_warms_up_linearly():
     # The tracked KL is unweighted; the loss weighs it.
     total, kl, cross_entropy, _ = vec.compute_losses(_images(4), np.zeros(4), training=True)
     assert float(total) == pytest.approx(0.2 * float(kl) + float(cross_entropy), rel=1e-5)
+
+
+def test_loss_functions_on_hand_computed_values():
+    # Eq. 9 with alphas 1, 0.1, 0.01: each layer's mean squared difference, weighted.
+    features = [np.array([[1.0, 2.0]]), np.array([[0.0, 0.0, 3.0]]), np.array([[4.0]])]
+    decoded = [np.array([[1.0, 0.0]]), np.array([[1.0, 0.0, 0.0]]), np.array([[0.0]])]
+    # layer means: (0 + 4) / 2 = 2, (1 + 0 + 9) / 3 = 10 / 3, 16
+    expected = 1.0 * 2.0 + 0.1 * 10 / 3 + 0.01 * 16.0
+    assert float(losses.feature_reconstruction_loss(features, decoded, (1.0, 0.1, 0.01))) == pytest.approx(expected)
+    real, fake = np.array([[1.0], [0.5]]), np.array([[-1.0], [1.5]])
+    # Eq. 10: mean (Dis(X) - Dis(X_hat))^2 = (4 + 1) / 2; the discriminator's: real -> +1, decoded -> -1.
+    assert float(losses.adversarial_loss(real, fake)) == pytest.approx(2.5)
+    assert float(losses.discriminator_loss(real, fake)) == pytest.approx((0 + 0.25) / 2 + (0 + 6.25) / 2)
+    # Eq. 11: mean over batch and classes.
+    assert float(losses.latent_loss(np.array([[0.2, 0.8], [1.0, 0.0]]), np.array([[0.6, 0.4], [1.0, 0.0]]))) == pytest.approx(
+        (0.16 + 0.16) / 4
+    )
+
+
+def test_decoder_losses_equal_numpy_from_the_sub_networks():
+    """Each term of Eq. 8-11 (and the discriminator's) recomputed in numpy from the model's own networks."""
+    vec = _vec()
+    # An untrained classifier's outputs barely move with z; a sharper softmax makes L_latent measurable.
+    head = vec.classifier.get_layer("probabilities")
+    head.kernel.assign(50.0 * head.kernel)
+    x = _images(6, seed=11)
+    model = _phase2(vec, beta=0.3, gamma=2.0, alphas=(1.0, 0.1, 0.01))
+
+    def numpy(t):
+        return keras.ops.convert_to_numpy(t).astype(np.float64)
+
+    stages = keras.Model(vec.encoder.input, [vec.encoder.get_layer(f"stage{i}").output for i in (1, 2, 3)])
+    mu = numpy(vec.encoder(x)[0])
+    decoded = numpy(model.decoder(mu))
+    reconstruction = sum(
+        a * np.mean((numpy(f) - numpy(g)) ** 2) for a, f, g in zip((1.0, 0.1, 0.01), stages(x), stages(decoded))
+    )
+    real, fake = numpy(model.discriminator(x)), numpy(model.discriminator(decoded))
+    adversarial = np.mean((real - fake) ** 2)
+    d_loss = np.mean((real - 1) ** 2) + np.mean((fake + 1) ** 2)
+    mu_hat, logvar_hat = (numpy(t) for t in vec.encoder(decoded))
+    latent = np.mean((numpy(vec.classifier(mu)) - numpy(vec.classifier(mu_hat))) ** 2)
+    assert min(reconstruction, adversarial, latent, d_loss) > 1e-6  # every term is really measured
+
+    # Evaluation decodes mu and reads Z_hat's mu.
+    result = {k: float(v) for k, v in model.test_step(x).items()}
+    assert result["reconstruction_loss"] == pytest.approx(reconstruction, rel=1e-4)
+    assert result["adversarial_loss"] == pytest.approx(adversarial, rel=1e-4)
+    assert result["latent_loss"] == pytest.approx(latent, rel=1e-4)
+    assert result["d_loss"] == pytest.approx(d_loss, rel=1e-4)
+    assert result["pixel_loss"] == pytest.approx(np.mean((x - decoded) ** 2), rel=1e-4)
+    assert result["loss"] == pytest.approx(reconstruction + 0.3 * adversarial + 2.0 * latent, rel=1e-4)
+
+    # Training samples Z_hat = mu_hat + eps * exp(logvar_hat / 2), eps from the model's seed (1).
+    eps = numpy(keras.random.normal(mu_hat.shape, seed=keras.random.SeedGenerator(1)))
+    z_hat = mu_hat + eps * np.exp(logvar_hat / 2)
+    sampled_latent = np.mean((numpy(vec.classifier(mu)) - numpy(vec.classifier(z_hat))) ** 2)
+    fresh = _phase2(vec, beta=0.3, gamma=2.0, alphas=(1.0, 0.1, 0.01))
+    fresh.decoder.set_weights(model.decoder.get_weights())
+    _, _, _, latent_sampled = fresh.decoder_losses(x, mu, decoded, sample=True)
+    assert float(latent_sampled) == pytest.approx(sampled_latent, rel=1e-4)
+    assert abs(sampled_latent - latent) > 1e-3 * latent  # the sampling is really there
+
+
+def test_interrupted_phase_resumes_and_overwrite_starts_over(tmp_path, monkeypatch, capsys, fashion_mnist_dir):
+    import tensorflow as tf
+
+    from keras_pae.core.runs import read_history
+
+    out = tmp_path / "run"
+    argv = [
+        "--dataset", "fashion_mnist", "--latent-dim", "2", "--epochs", "1", "--decoder-epochs", "2", "--limit", "16",
+        "--batch-size", "16", "--betas", "0", "--gammas", "0", "--beta", "0", "--gamma", "0", "--width", "2",
+        "--hidden", "8", "--data-dir", fashion_mnist_dir, "--out", str(out),
+    ]
+    decoder = "decoder_beta0_gamma0"
+    # SavedModel exports (a third of the time) and the figures are checked by the CLI test above.
+    monkeypatch.setattr(run, "_export", lambda model, directory: os.makedirs(directory))
+    monkeypatch.setattr(run.plots, "write_all", lambda *args, **kwargs: {})
+    tf.config.run_functions_eagerly(True)
+    try:
+        # Phase 1 finishes; phase 2 is interrupted after its first of two epochs: exit 130 and the hint.
+        with monkeypatch.context() as patch:
+            interrupt_fit(patch, run, decoder + ".incomplete")
+            assert main(argv) == 130
+        assert capsys.readouterr().err == "python -m keras_pae.ssavae: interrupted; rerun the same command to resume.\n"
+        staging = out / f"{decoder}.incomplete"
+        assert (out / "phase1" / "encoder.weights.h5").is_file() and not (out / decoder).exists()
+        assert (staging / "backup").is_dir() and not (out / "summary.json").exists()
+        before = read_history(staging / "history.csv")
+        assert [row["epoch"] for row in before] == [0]
+        phase1_stamp = os.stat(out / "phase1" / "encoder.weights.h5").st_mtime_ns
+
+        # The rerun loads phase 1 and continues phase 2 at its second epoch.
+        assert main(argv) == 0
+        assert json.loads((out / "summary.json").read_text())["trained"] == [decoder]
+        assert os.stat(out / "phase1" / "encoder.weights.h5").st_mtime_ns == phase1_stamp
+        history_csv = (out / decoder / "history.csv").read_text().splitlines()
+        assert len(history_csv) == 3  # header + epochs 0 and 1: epoch 0 was not trained again
+        after = read_history(out / decoder / "history.csv")
+        assert [row["epoch"] for row in after] == [0, 1] and after[0] == before[0]
+        assert not staging.exists() and (out / decoder / "decoder.weights.h5").is_file()
+
+        # --overwrite discards the finished run: phase 1 trains again (interrupted here to keep it short).
+        with monkeypatch.context() as patch:
+            interrupt_fit(patch, run, "phase1.incomplete")
+            assert main([*argv, "--overwrite"]) == 130
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", "phase1.incomplete"]
+        assert [row["epoch"] for row in read_history(out / "phase1.incomplete" / "history.csv")] == [0]
+    finally:
+        tf.config.run_functions_eagerly(False)

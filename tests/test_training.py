@@ -216,12 +216,28 @@ def test_summary_reports_the_predictors(tmp_path):
     assert [p["hidden"] for p in predictors["predictors"]] == [[], [32], [64], [32, 32], [64, 32], [64, 64], [128, 128]]
     losses = [p["val_loss"] for p in predictors["predictors"]]
     assert predictors["chosen"] == predictors["predictors"][int(np.argmin(losses))]["hidden"]
-    assert predictors["test_metric"] == "pixel_error" and 0 < predictors["test_value"] < 200
+    assert predictors["test_metric"] == "pixel_error"
+    # Both numbers are of the embeddings the run kept: the baseline (the mean training position for
+    # every test frame) by hand, the chosen predictor's error by evaluating them again with the run's seed.
+    from keras_pae.data import lunarlander
+    from keras_pae.evaluation.predictors import evaluate_embeddings
+    from tuning.search import load_embeddings
+
+    (train_x, train_y), validation, (test_x, test_y), problem = load_embeddings(str(tmp_path / "pred"))
+    baseline = np.mean(np.linalg.norm(test_y - train_y.mean(axis=0), axis=1)) * lunarlander.PIXELS_PER_UNIT
+    assert predictors["baseline_value"] == pytest.approx(baseline, rel=1e-5)
+    again = evaluate_embeddings((train_x, train_y), validation, (test_x, test_y), **problem, epochs=3, seed=config.seed)
+    assert again["test_value"] == pytest.approx(predictors["test_value"], rel=1e-5)
     # The report shows both the predictor's error and the error without the embedding.
     row = report.table([summary]).splitlines()[-1]
     assert f"| {predictors['test_value']:.2f} px | {predictors['baseline_value']:.2f} px |" in row
-    # Predictor data: the on-screen frames of as many rollouts as the autoencoder run.
-    assert 0 < predictors["train_examples"] + predictors["validation_examples"] <= 240
+    # Predictor and test data: the on-screen frames of as many rollouts (6) as the autoencoder run.
+    for run, examples in (
+        ("predictor", predictors["train_examples"] + predictors["validation_examples"]),
+        ("test", predictors["test_examples"]),
+    ):
+        x, y = lunarlander.generate_run(run, rollouts=6, steps=40, progress=False).positions.T
+        assert examples == np.sum((np.abs(x) <= 1) & (y >= -0.5) & (y <= 1.5))
 
 
 def test_tuner_predictor_search_picks_lowest_validation_loss_and_keeps_embeddings(tmp_path):
@@ -254,3 +270,93 @@ def test_early_stopping_carries_on_after_resume():
     assert stopper.best == 0.3 and stopper.wait == 2
     stopper.on_epoch_end(4, {"val_loss": 0.35})  # third epoch without improvement
     assert model.stop_training
+
+
+# Quick in-process command lines: two 40-frame rollouts, half of them validation.
+QUICK_FLAGS = [
+    "--procedure", "I-I-PW", "--limit", "80", "--steps", "40", "--batch-size", "32", "--z-dim", "4",
+    "--loss-weights", "random", "--predictor-epochs", "0",
+]
+
+
+def _train_main(*args):
+    from keras_pae.perceptual.cli import main
+
+    return main([*QUICK_FLAGS, *args])
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement_and_keeps_the_best(tmp_path):
+    # Adam at 0.01 on 40 frames: the validation loss is lowest early, then rises.
+    out = tmp_path / "stopped"
+    assert _train_main("--epochs", "8", "--patience", "2", "--learning-rate", "0.01", "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["patience"] == 2
+    val_losses = [row["val_loss"] for row in summary["history"]]
+    best, run = summary["best_epoch"], summary["epochs_run"]
+    assert best < run < 8  # stopped early, on an epoch that was not the best
+    assert run == best + 2  # exactly `patience` epochs without improvement
+    assert summary["best_val_loss"] == val_losses[best - 1] == min(val_losses)
+    assert all(v > summary["best_val_loss"] for v in val_losses[best:])
+
+    # The kept weights are the best epoch's, not the last one's.
+    from keras_pae.data import pipeline, registry
+
+    config = TrainConfig.load(out / "config.json")
+    model = load_run(out)
+    model.compile()
+    images = registry.autoencoder_data(config, progress=False).images[summary["train_images"]:]
+    loss = model.evaluate(pipeline.image_dataset(images, 32), verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(summary["best_val_loss"], rel=1e-4)
+    assert loss != pytest.approx(val_losses[-1], rel=1e-2)
+
+
+def test_diverging_run_is_one_line_and_publishes_nothing(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    assert _train_main("--epochs", "2", "--learning-rate", "1e30", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("train.py: error: Training diverged") and "--learning-rate" in err
+    assert not out.exists()
+    # It really diverged: TerminateOnNaN ended the first epoch on a NaN loss.
+    history = read_history(tmp_path / "diverged.incomplete" / "history.csv")
+    assert len(history) == 1 and np.isnan(history[0]["loss"]) and not np.isfinite(history[0]["val_loss"])
+
+
+def test_crash_after_fit_resumes_without_refitting_and_refuses_other_flags(tmp_path, capsys, monkeypatch):
+    import keras
+
+    out = tmp_path / "crashed"
+    staging = tmp_path / "crashed.incomplete"
+    args = ["--epochs", "1", "--out", str(out)]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash while exporting")
+
+    monkeypatch.setattr(keras.Model, "export", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):  # a bug, not a user error: it propagates
+        _train_main(*args)
+    assert not out.exists() and (staging / "fit.done").is_file()
+    history_text = (staging / "history.csv").read_text()
+    weights = (staging / "autoencoder.weights.h5").read_bytes()
+    assert len(read_history(staging / "history.csv")) == 1
+    capsys.readouterr()
+
+    # Other flags: refused in one line, exit 2, the unfinished run untouched.
+    assert _train_main(*args, "--resume", "--epochs", "2", "--learning-rate", "0.01") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different epochs, learning_rate" in err and "--overwrite" in err, err
+    assert (staging / "history.csv").read_text() == history_text
+
+    # The same flags: publishes without fitting again.
+    monkeypatch.undo()
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a finished fit must not run again")
+
+    monkeypatch.setattr(keras.Model, "fit", refit)
+    assert _train_main(*args, "--resume") == 0
+    assert not staging.exists()
+    assert (out / "history.csv").read_text() == history_text
+    assert (out / "autoencoder.weights.h5").read_bytes() == weights
+    assert (out / "encoder" / "saved_model.pb").is_file() and not (out / "fit.done").exists()
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1

@@ -108,7 +108,11 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
 
     history = read_history(history_path)
     if not os.path.isfile(best_path):
-        raise RuntimeError(f"No epoch finished with a finite validation loss; see {history_path}.")
+        # A user can cause it (e.g. too high a --learning-rate): one line at the CLI, nothing published.
+        raise ValueError(
+            f"Training diverged: no epoch finished with a finite validation loss (see {history_path}); "
+            "lower --learning-rate and rerun with --overwrite."
+        )
     if config.mixed_precision:
         # The predictors' embeddings and the exported encoder in float32:
         # exact to the trained weights, and served fast on any device.
