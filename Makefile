@@ -36,8 +36,9 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) saved_models/*/ .pytest_cache
 
-# Training images/second of the six procedures, Keras against the authors' PyTorch
-# models (bench/torch_models.py), plus encoding and the LunarLander generator: ~3-5 min.
+# train.py's own epochs (I-I-PS, I-F-FP) against the authors' PyTorch models
+# (bench/torch_models.py), under the CPU's own ISA and as an AVX2 CPU, with the CPU
+# kind and a matmul peak; bench/throughput.py times single steps of all six.
 .PHONY: bench
 bench: $(STAMP)
-	$(PY) bench/throughput.py
+	$(PY) bench/epochs.py
