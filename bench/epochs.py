@@ -31,6 +31,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import keras_pae  # noqa: E402,F401 (first: its TensorFlow settings must precede TensorFlow)
+
 ISA_ENVIRONMENTS = {
     "native": {},
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
@@ -80,7 +82,7 @@ def matmul_peak(size=2048, repeats=5):
         import torch
     except ImportError:
         return best, None
-    b = torch.from_numpy(np.asarray(a))
+    b = torch.from_numpy(np.array(a))
     torch.mm(b, b)
     torch_best = 0.0
     for _ in range(repeats):

@@ -9,6 +9,14 @@ holds them needs the module defining them imported first (`keras_pae.losses`,
 """
 
 import importlib
+import os
+
+# oneDNN's kernels for convolutions, dense layers and batch norm. TensorFlow
+# turns them on by itself only on some CPUs; on the AVX2 CPU measured, its
+# default Eigen kernels trained 2-4x slower (docs/performance.md). Read when
+# TensorFlow loads, so it takes effect when keras_pae is imported first; a
+# user's own setting wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,8 @@ def test_parts_shapes_and_labels(dataset, native, model_side):
             "predictor": registry.predictor_data(config),
             "test": registry.test_data(config),
         }
-    assert len(parts["autoencoder"]) == 5 and len(parts["test"]) == 7
+    # --limit cuts every part (the mock has 7 examples in each).
+    assert len(parts["autoencoder"]) == len(parts["predictor"]) == len(parts["test"]) == 5
     for data in parts.values():
         assert data.images.shape[1:] == (native, native, 3) and data.images.dtype == np.uint8
     for data in (parts["predictor"], parts["test"]):
@@ -32,7 +33,7 @@ def test_parts_shapes_and_labels(dataset, native, model_side):
     assert info.label_kind == "class" and info.num_outputs == 10
     batch = next(iter(pipeline.image_dataset(parts["test"].images, 7, image_size=model_side, fit=info.fit)))
     batch = batch.numpy()
-    assert batch.shape == (7, model_side, model_side, 3) and batch.dtype == np.float32
+    assert batch.shape == (5, model_side, model_side, 3) and batch.dtype == np.float32
     assert 0.0 <= batch.min() and batch.max() <= 1.0
 
 
