@@ -1,10 +1,10 @@
 """PyTorch equivalents of the authors' models (feature-prediction paper, Sec. IV-V), for comparisons only.
 
-Written from the spec: `FourLayerCVAE`, `FeaturePredictorCVAE`,
-`FeatureAutoencoder` and `PerceptualFeatureToImgCVAE` of the authors'
-implementation, with both latent heads always present. The tests count their
-parameters and check the loss network against them; `bench/throughput.py`
-trains them with a plain Adam loop, as the authors' code does.
+Modelled on `FourLayerCVAE`, `FeaturePredictorCVAE`, `FeatureAutoencoder` and
+`PerceptualFeatureToImgCVAE` of the authors' implementation, with both latent
+heads always present. The tests count their parameters and check the loss
+network against them; `bench/throughput.py` trains them with a plain Adam loop,
+as the authors' code does, and `bench/twin.py` side by side with the Keras models.
 """
 
 import torch
