@@ -555,7 +555,7 @@ def main(argv=None):
                 name, gamma, train_images, validation_images, args, loss_network if needs else None, cache
             )
             rows.append((name, gamma, first, evaluation, steps))
-            print(f"  {name} gamma {gamma:g}: {first} ({time.perf_counter() - tick:.0f} s)", file=sys.stderr, flush=True)
+            print(f"  {name} gamma {gamma:g}: {first}; {evaluation} ({time.perf_counter() - tick:.0f} s)", file=sys.stderr, flush=True)
     print()
     print(
         f"| procedure | gamma | first step > {args.threshold:g} | where, by how much | loss departs at "
