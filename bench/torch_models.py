@@ -1,10 +1,10 @@
 """PyTorch equivalents of the authors' models (feature-prediction paper, Sec. IV-V), for comparisons only.
 
-Written from the spec: `FourLayerCVAE`, `FeaturePredictorCVAE`,
-`FeatureAutoencoder` and `PerceptualFeatureToImgCVAE` of the authors'
-implementation, with both latent heads always present. The tests count their
-parameters and check the loss network against them; `bench/throughput.py`
-trains them with a plain Adam loop, as the authors' code does.
+Modelled on `FourLayerCVAE`, `FeaturePredictorCVAE`, `FeatureAutoencoder` and
+`PerceptualFeatureToImgCVAE` of the authors' implementation, with both latent
+heads always present. The tests count their parameters and check the loss
+network against them; `bench/throughput.py` trains them with a plain Adam loop,
+as the authors' code does, and `bench/twin.py` side by side with the Keras models.
 """
 
 import torch
@@ -87,19 +87,49 @@ class TorchProcedureModel(nn.Module):
         """p(images): sigmoid of the loss network, flattened (torch C, H, W order)."""
         return torch.sigmoid(self.loss_network(images)).flatten(1)
 
-    def loss(self, images):
-        """The plain autoencoder's (gamma 0) reconstruction loss of an NCHW batch."""
-        target = None
-        if self.encoder_kind == "F" or self.loss_kind != "PW":
+    def encode(self, images, features=None):
+        """`(mu, logvar)` of an NCHW batch (of its features `p(images)` for an F-* encoder)."""
+        if self.encoder_kind == "F" and features is None:
+            with torch.no_grad():
+                features = self.features(images)
+        hidden = self.encoder(images if self.encoder_kind == "I" else features)
+        return self.mu(hidden), self.logvar(hidden)
+
+    def losses(self, images, gamma=0.0, noise=None, features=None):
+        """`(total, reconstruction, kl)` of an NCHW batch, total = reconstruction + gamma * KL.
+
+        Args:
+            images: the NCHW batch in [0, 1].
+            gamma: KL weight; 0 is the plain autoencoder (z = mu, logvar unused).
+            noise: epsilon of z = mu + epsilon * exp(logvar / 2); None draws it.
+            features: p(images) when already known; computed otherwise.
+        """
+        target = features
+        if target is None and (self.encoder_kind == "F" or self.loss_kind != "PW"):
             with torch.no_grad():
                 target = self.features(images)
-        mu = self.mu(self.encoder(images if self.encoder_kind == "I" else target))
-        decoded = self.decoder(mu)
+        hidden = self.encoder(images if self.encoder_kind == "I" else target)
+        mu = self.mu(hidden)
+        z, kl = mu, torch.zeros(())
+        if gamma > 0:
+            # The KL averaged over batch and latent dimensions, as the authors do.
+            logvar = self.logvar(hidden)
+            if noise is None:
+                noise = torch.randn_like(mu)
+            z = mu + noise * torch.exp(0.5 * logvar)
+            kl = -torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+        decoded = self.decoder(z)
         if self.loss_kind == "PW":
-            return F.mse_loss(decoded, images)
-        if self.loss_kind == "PS":
-            return F.mse_loss(self.features(decoded), target)
-        return F.mse_loss(decoded, target)
+            reconstruction = F.mse_loss(decoded, images)
+        elif self.loss_kind == "PS":
+            reconstruction = F.mse_loss(self.features(decoded), target)
+        else:
+            reconstruction = F.mse_loss(decoded, target)
+        return reconstruction + gamma * kl, reconstruction, kl
+
+    def loss(self, images):
+        """The plain autoencoder's (gamma 0) reconstruction loss of an NCHW batch."""
+        return self.losses(images)[0]
 
 
 def trainable_parameters(module):

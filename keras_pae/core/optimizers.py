@@ -45,10 +45,10 @@ class FusedAdam(keras.optimizers.Adam):
         if self.bias_corrected_epsilon and self.amsgrad:
             raise ValueError("FusedAdam: bias_corrected_epsilon is not implemented with amsgrad.")
 
-    def _epsilon(self, beta_2_power):
+    def _epsilon(self, beta_2_power, dtype="float32"):
         # var -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps_t) is
         # PyTorch's step when eps_t = eps * sqrt(1 - b2^t), Keras's when eps_t = eps.
-        epsilon = keras.ops.cast(self.epsilon, "float32")
+        epsilon = keras.ops.convert_to_tensor(self.epsilon, dtype)
         if self.bias_corrected_epsilon:
             epsilon = epsilon * keras.ops.sqrt(1 - beta_2_power)
         return epsilon
@@ -83,19 +83,21 @@ class FusedAdam(keras.optimizers.Adam):
         )
 
     def _unfused_update_step(self, gradient, variable, learning_rate):
-        # Keras's Adam.update_step (no amsgrad) with the bias-corrected epsilon.
+        # Keras's Adam.update_step (no amsgrad) with the bias-corrected epsilon. The betas
+        # become tensors of the variable's dtype directly: `ops.cast` of a Python float
+        # goes through float32, which would round a float64 variable's bias corrections.
         ops = keras.ops
         dtype = variable.dtype
         gradient = ops.cast(ops.convert_to_tensor(gradient), dtype)
         local_step = ops.cast(self.iterations + 1, dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+        beta_1_power = ops.power(ops.convert_to_tensor(self.beta_1, dtype), local_step)
+        beta_2_power = ops.power(ops.convert_to_tensor(self.beta_2, dtype), local_step)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         alpha = ops.cast(learning_rate, dtype) * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
-        epsilon = ops.cast(self._epsilon(ops.cast(beta_2_power, "float32")), dtype)
+        epsilon = self._epsilon(beta_2_power, dtype)
         self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon)))
 
     def get_config(self):

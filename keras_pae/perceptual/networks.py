@@ -22,8 +22,9 @@ from keras_pae.perceptual.conv_transpose import Conv2DTranspose
 from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
 from keras_pae.perceptual.procedures import check_image_size
 
-# torch BatchNorm2d defaults: momentum 0.1 (Keras counts the other way), eps 1e-5.
-_BN = dict(momentum=0.9, epsilon=1e-5)
+# torch BatchNorm2d defaults: momentum 0.1 (Keras counts the other way), eps 1e-5, and
+# the moving variance averaged from the unbiased batch variance (Keras: the biased one).
+_BN = dict(momentum=0.9, epsilon=1e-5, unbiased_moving_variance=True)
 ENCODER_CHANNELS = (32, 64, 128, 256)
 MAX_FEATURE_HIDDEN = 2048
 

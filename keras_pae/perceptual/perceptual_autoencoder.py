@@ -11,6 +11,11 @@ from keras_pae.perceptual import networks
 from keras_pae.perceptual.procedures import Procedure
 
 
+def _float32_or_wider(x):
+    # Losses in float32 under a mixed (float16 / bfloat16) policy; a float64 model stays float64.
+    return ops.cast(x, keras.backend.result_type(x.dtype, "float32"))
+
+
 @keras.saving.register_keras_serializable(package="keras_pae")
 class PerceptualAutoencoder(keras.Model):
     """An (optionally variational) autoencoder trained with PW, PS or FP loss.
@@ -105,26 +110,33 @@ class PerceptualAutoencoder(keras.Model):
         """
         target_features = None
         if features is not None:
-            target_features = ops.cast(ops.reshape(features, (ops.shape(features)[0], -1)), "float32")
+            target_features = _float32_or_wider(ops.reshape(features, (ops.shape(features)[0], -1)))
         elif self.procedure.needs_loss_network:
             target_features = self.features(images)
         if self.procedure.encoder == "features":
             mu, logvar = self.encoder(target_features, training=training)
         else:
             mu, logvar = self.encoder(images, training=training)
-        mu, logvar = ops.cast(mu, "float32"), ops.cast(logvar, "float32")
+        mu, logvar = _float32_or_wider(mu), _float32_or_wider(logvar)
         z = mu
         if self.variational:
-            noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
-            z = mu + noise * ops.exp(0.5 * logvar)
-        # Losses in float32 whatever the dtype policy (mixed precision).
-        decoded = ops.cast(self.decoder(z, training=training), "float32")
+            z = mu + self.reparameterisation_noise(ops.shape(mu)) * ops.exp(0.5 * logvar)
+        decoded = _float32_or_wider(self.decoder(z, training=training))
         if self.procedure.loss == "pixel":
             reconstruction = losses.pixel_loss(images, decoded)
         else:
             reconstruction = self._feature_loss.from_features(target_features, decoded)
-        kl = losses.kl_divergence(mu, logvar) if self.variational else ops.zeros(())
+        kl = losses.kl_divergence(mu, logvar) if self.variational else ops.zeros((), reconstruction.dtype)
         return reconstruction + self.gamma * kl, reconstruction, kl
+
+    def reparameterisation_noise(self, shape):
+        """epsilon ~ N(0, I) of z = mu + epsilon * exp(logvar / 2), drawn from the model's seed.
+
+        A method so that a comparison with another implementation
+        (`bench/twin.py`) can feed both the same epsilon; training never
+        replaces it.
+        """
+        return keras.random.normal(shape, seed=self.seed_generator)
 
     def _update_trackers(self, total, reconstruction, kl):
         self.loss_tracker.update_state(total)
