@@ -139,10 +139,15 @@ class LossNetworkLoss(keras.losses.Loss):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("loss_network"), dict):
-            config["loss_network"] = keras.saving.deserialize_keras_object(config["loss_network"])
-        return cls(**config)
+        return cls(**deserialize_loss_network(config))
+
+
+def deserialize_loss_network(config):
+    """`config` with a serialised loss-network model (not a name or path) rebuilt."""
+    config = dict(config)
+    if isinstance(config.get("loss_network"), dict):
+        config["loss_network"] = keras.saving.deserialize_keras_object(config["loss_network"])
+    return config
 
 
 @keras.saving.register_keras_serializable(package="keras_pae")

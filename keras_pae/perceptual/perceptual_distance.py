@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_pae.perceptual.keras_losses import PerceptualLoss
+from keras_pae.perceptual.keras_losses import PerceptualLoss, deserialize_loss_network
 
 
 @keras.saving.register_keras_serializable(package="keras_pae")
@@ -37,7 +37,4 @@ class PerceptualDistance(keras.metrics.MeanMetricWrapper):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("loss_network"), dict):
-            config["loss_network"] = keras.saving.deserialize_keras_object(config["loss_network"])
-        return cls(**config)
+        return cls(**deserialize_loss_network(config))
