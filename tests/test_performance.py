@@ -133,6 +133,23 @@ def test_feature_encoder_reads_the_cache_in_the_uncached_order(tmp_path, images,
         np.testing.assert_allclose(mu_cached, mu, atol=1e-3)
 
 
+def test_pipelines_run_without_the_autotuner(tmp_path, images, loss_network):
+    """Deleting an autotuned iterator waits out its tuner's timer: seconds idle at epoch starts."""
+    cached = feature_cache.cached_features(loss_network, images, str(tmp_path))
+    datasets = [
+        pipeline.image_dataset(images, 5, shuffle=True, seed=3),
+        pipeline.image_dataset(images, 5, labels=np.arange(len(images))),
+        pipeline.image_dataset(images, 5, shuffle=True, seed=3, features=cached),
+        pipeline.image_dataset(images, 5, features=cached, with_images=False),
+    ]
+    for dataset in datasets:
+        assert dataset.options().autotune.enabled is False
+    # Iterated twice, still two different shuffles of every image.
+    first, second = (np.concatenate(list(datasets[0])) for _ in range(2))
+    np.testing.assert_array_equal(np.sort(first, axis=0), np.sort(second, axis=0))
+    assert not np.array_equal(first, second)
+
+
 def test_training_with_and_without_the_cache(tmp_path):
     small = dict(limit=120, steps=40, batch_size=32, z_dim=8, loss_weights="random", predictor_epochs=0, epochs=1)
     runs = {

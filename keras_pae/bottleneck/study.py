@@ -26,7 +26,7 @@ from keras_pae.bottleneck.bottleneck_autoencoder import build_bottleneck_autoenc
 from keras_pae.bottleneck.geometry import RECONSTRUCTION_EXAMPLES, RUNS_DIR, run_name
 from keras_pae.core import cli, optimizers, runs
 from keras_pae.core.config import JsonConfig
-from keras_pae.data import registry
+from keras_pae.data import pipeline, registry
 
 STUDY_FILE = "study.json"
 
@@ -179,13 +179,12 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
     model = build_bottleneck_autoencoder(image_shape, size, compression, config.residual_blocks)
     # Adam in one fused kernel per variable: fewer ops to trace and to run (Keras's arithmetic).
     model.compile(optimizer=optimizers.adam(config.learning_rate, "keras"))
-    train_ds = (
+    train_ds = pipeline.finish(
         tf.data.Dataset.from_tensor_slices(data.train)
         .shuffle(len(data.train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
     )
-    test_ds = tf.data.Dataset.from_tensor_slices(data.test).batch(256)
+    test_ds = pipeline.finish(tf.data.Dataset.from_tensor_slices(data.test).batch(256))
     history = runs.fit_resumable(model, train_ds, test_ds, staging, config.epochs, verbose=verbose)
     if not history or not np.isfinite(history[-1]["loss"]):
         raise RuntimeError(f"{staging}: training diverged (non-finite loss); see its history.csv.")

@@ -24,7 +24,7 @@ from keras_pae.core.runs import (
     FIT_DONE_FILE, HISTORY_FILE, INCOMPLETE_SUFFIX, fit_resumable, read_history, save_encoder,
 )
 from keras_pae.core.tables import markdown_table
-from keras_pae.data import registry
+from keras_pae.data import pipeline, registry
 from keras_pae.ssavae import networks, plots
 from keras_pae.ssavae.adversarial_decoder import AdversarialDecoder
 from keras_pae.ssavae.config import AdversarialVAEConfig
@@ -239,7 +239,7 @@ def run(config, overwrite=False, verbose="auto"):
         data = tf.data.Dataset.from_tensor_slices(arrays if len(arrays) > 1 else arrays[0])
         if shuffle:
             data = data.shuffle(len(arrays[0]), seed=config.seed, reshuffle_each_iteration=True)
-        return data.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        return pipeline.finish(data.batch(config.batch_size))
 
     test_batches = batches(test_x, test_y)
     trained = []
