@@ -1,9 +1,15 @@
 """Shared test helpers."""
 
 import os
+import re
 
 import keras
 import numpy as np
+
+# TensorFlow's C++ runtime logs a few lines at start-up, before absl's log
+# level applies (no environment variable silences them all); a command's own
+# output is the rest.
+TF_STARTUP_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 
 
 def assert_round_trips(model, inputs, tmp_path, atol=1e-6):

@@ -12,6 +12,7 @@ import torch
 
 from keras_pae.perceptual import torch_checkpoint
 from keras_pae.perceptual.torch_checkpoint import load, load_state_dict
+from tests.helpers import TF_STARTUP_LOG
 
 FORMATS = ("zip", "legacy")
 
@@ -239,3 +240,29 @@ def test_load_state_dict(tmp_path, fmt):
         load_state_dict(_save([torch.ones(1)], tmp_path / "list.pth", fmt))
     with pytest.raises(ValueError, match=r"its entry 'epoch' is a int"):
         load_state_dict(_save({"w": torch.ones(1), "epoch": 3}, tmp_path / "mixed.pth", fmt))
+
+
+@pytest.mark.parametrize("command", ["train.py", "convert-alexnet"])
+def test_commands_refuse_a_hostile_checkpoint_in_one_line(tmp_path, command):
+    """The refusal reaches the user as one line and exit 2, and the pickled command never runs."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    marker = tmp_path / "ran"
+    path = _save({"features.0.weight": torch.ones(2), "evil": _Shell(f"touch {marker}")}, tmp_path / "evil.pth", "zip")
+    if command == "train.py":
+        argv = [os.path.join(root, "train.py"), "--loss-weights", str(path), "--limit", "64", "--epochs", "1",
+                "--out", str(tmp_path / "run")]
+    else:
+        argv = ["-m", "keras_pae", command, str(path), str(tmp_path / "alexnet.weights.h5")]
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300, cwd=root)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not TF_STARTUP_LOG.match(line)]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].endswith(
+        f": error: {str(path)!r} holds a 'posix.system' object; only tensors and plain containers are read."
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "alexnet.weights.h5").exists()

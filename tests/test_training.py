@@ -1,6 +1,5 @@
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from keras_pae.perceptual import report
 from keras_pae.perceptual.config import TrainConfig
 from keras_pae.core.runs import read_history
 from keras_pae.perceptual.training import load_run, train
+from tests.helpers import TF_STARTUP_LOG
 
-TF_STARTUP_LOG = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small but real: 6 LunarLander rollouts of 40 steps, 2 held out.
 SMALL = dict(limit=240, steps=40, batch_size=64, z_dim=8, loss_weights="random", predictor_epochs=0)
@@ -361,3 +360,57 @@ def test_crash_after_fit_resumes_without_refitting_and_refuses_other_flags(tmp_p
     assert (out / "autoencoder.weights.h5").read_bytes() == weights
     assert (out / "encoder" / "saved_model.pb").is_file() and not (out / "fit.done").exists()
     assert json.loads((out / "summary.json").read_text())["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+def test_resume_restores_adam_state(tmp_path, gamma):
+    """The resumed optimizer holds the moments and step count of the epoch it resumes after.
+
+    A plain autoencoder's logvar head gets no gradient; an optimizer built on
+    every trainable weight then no longer matched the saved one, and Keras
+    skipped loading it: the resumed run restarted Adam from zero.
+    """
+    import keras
+
+    from keras_pae.core import runs
+    from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+    from tests.helpers import InterruptAfterFirstEpoch
+
+    images = np.random.default_rng(0).random((40, 64, 64, 3), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
+
+    def compiled():
+        model = build_perceptual_autoencoder("I-I-PW", z_dim=4, gamma=gamma, seed=0)
+        model.compile(optimizer=optimizers.adam(1e-3, "torch"))
+        return model
+
+    class Snapshot(keras.callbacks.Callback):
+        """The optimizer's variables when the fit starts (after the restore), or after its first epoch."""
+
+        def __init__(self, at_epoch_end):
+            super().__init__()
+            self.at_epoch_end = at_epoch_end
+
+        def on_train_begin(self, logs=None):
+            if not self.at_epoch_end:
+                self.values = [np.array(v) for v in self.model.optimizer.variables]
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.at_epoch_end:
+                self.values = [np.array(v) for v in self.model.optimizer.variables]
+
+    staging = str(tmp_path / "run.incomplete")
+    saved = Snapshot(at_epoch_end=True)
+    with pytest.raises(KeyboardInterrupt):
+        runs.fit_resumable(compiled(), data, data, staging, 3, callbacks=[saved, InterruptAfterFirstEpoch()])
+    restored = Snapshot(at_epoch_end=False)
+    with pytest.raises(KeyboardInterrupt):
+        runs.fit_resumable(compiled(), data, data, staging, 3, callbacks=[restored, InterruptAfterFirstEpoch()])
+    restored_at_start = restored.values
+    assert len(restored_at_start) == len(saved.values) > 2
+    assert int(restored_at_start[0]) == 5, "the step count restarted"
+    moments = [v for v in saved.values if v.ndim > 0]
+    assert any(np.abs(m).max() > 0 for m in moments)
+    assert len(moments) == len([v for v in restored_at_start if v.ndim > 0])
+    for before, after in zip(saved.values, restored_at_start):
+        np.testing.assert_array_equal(before, after)
