@@ -32,30 +32,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import keras_pae  # noqa: E402,F401 (first: its TensorFlow settings must precede TensorFlow)
+from keras_pae.core.devices import cpu_kind  # noqa: E402
 
 ISA_ENVIRONMENTS = {
     "native": {},
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
 }
-CPU_FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-
-
-def cpu_kind(cpuinfo="/proc/cpuinfo"):
-    """The CPU's model name and the ISA flags that decide the kernels, e.g. "AMD EPYC (avx2 fma)"."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return f"{model} ({' '.join(f for f in CPU_FLAGS_SHOWN if f in flags) or 'no AVX2'})"
-
-
 def summarise(rates):
     """(median, min, max, spread) of per-epoch rates; spread = (max - min) / median."""
     ordered = sorted(rates)

@@ -76,13 +76,15 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
 
 def test_report_gives_mean_and_sample_std():
     rows = [
-        dict(procedure="I-F-FP", z_dim=64, gamma=0.0, repetition=r, test_metric="pixel_error",
+        dict(procedure="I-F-FP", z_dim=64, gamma=0.0, repetition=r, seed=5 + r, test_metric="pixel_error",
              test_value=v, seconds_per_epoch=2.0)
         for r, v in enumerate((6.0, 8.0, 10.0))
     ]
     mean, std = mean_std([6.0, 8.0, 10.0])
     assert (mean, std) == (8.0, 2.0)  # sample std (n - 1), as the paper reports
-    assert "| I-F-FP | 8.00 ± 2.00 |" in report_markdown(rows)
+    report = report_markdown(rows, _base(data_seed=3))
+    assert "| I-F-FP | 8.00 ± 2.00 |" in report
+    assert "3 repetitions (training seeds 5, 6, 7) on lunarlander, data seed 3; 3 runs." in report
 
 
 def _free_port():

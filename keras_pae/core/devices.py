@@ -1,6 +1,7 @@
-"""Devices and precision: the distribution strategy, mixed precision, seeds."""
+"""Devices and precision: the CPU kind, the distribution strategy, mixed precision, seeds."""
 
 import contextlib
+import os
 
 import keras
 import tensorflow as tf
@@ -20,6 +21,30 @@ def distribution_strategy(name):
 
 
 BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+# The flags that decide which kernels oneDNN and PyTorch pick.
+CPU_FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_kind(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name and the ISA flags that decide the kernels, e.g. "AMD EPYC (avx2 fma)".
+
+    Speed figures travel only with it. A cap set by `ONEDNN_MAX_CPU_ISA`
+    (how an AVX-512 machine emulates an AVX2 one) is named too.
+    """
+    model, flags = "unknown CPU", set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    kind = f"{model} ({' '.join(f for f in CPU_FLAGS_SHOWN if f in flags) or 'no AVX2'})"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{kind}, oneDNN capped at {cap}" if cap else kind
 
 
 def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):

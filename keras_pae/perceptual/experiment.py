@@ -20,12 +20,14 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 import keras_tuner
 import numpy as np
 from keras_tuner.src.distribute import utils as distribute
 
 from keras_pae.core import cli
+from keras_pae.core.devices import cpu_kind
 from keras_pae.core.plots import pyplot, save_image_grid
 from keras_pae.core.runs import INCOMPLETE_SUFFIX
 from keras_pae.core.tables import markdown_table
@@ -154,6 +156,7 @@ def run_grid(base, grid, out, verbose=1):
         A dict: points trained by this process, and the report's rows (None
         on a worker, which leaves the report to the chief).
     """
+    start = time.perf_counter()
     os.makedirs(os.path.join(out, RUNS_DIR), exist_ok=True)
     _check_same_experiment(base, grid, out)
     tuner = _grid_tuner(base, grid, out, verbose)
@@ -163,11 +166,16 @@ def run_grid(base, grid, out, verbose=1):
     rows = collect(base, grid, out)
     write_results(rows, os.path.join(out, RESULTS_FILE))
     with open(os.path.join(out, REPORT_FILE), "w") as f:
-        f.write(report_markdown(rows))
+        f.write(report_markdown(rows, base))
     plot_metric_vs_time(rows, os.path.join(out, TIME_PLOT))
     plot_reconstructions(rows, base, os.path.join(out, RECONSTRUCTION_PLOT))
     if verbose:
-        print(f"{tuner.trained} of {len(grid)} runs trained now; wrote {os.path.join(out, REPORT_FILE)}")
+        minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+        print(report_markdown(rows, base))
+        print(
+            f"{tuner.trained} of {len(grid)} runs trained now, in {minutes} min {seconds} s on {cpu_kind()}; "
+            f"wrote {os.path.join(out, REPORT_FILE)}"
+        )
     return {"trained": tuner.trained, "rows": rows}
 
 
@@ -247,8 +255,13 @@ def _cell(values, digits):
     return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def report_markdown(rows):
-    """Table I of the feature-prediction paper: mean ± sample std per procedure and z, and time per epoch."""
+def report_markdown(rows, base=None):
+    """Table I of the feature-prediction paper: mean ± sample std per procedure and z, and time per epoch.
+
+    Args:
+        rows: `collect`'s rows.
+        base: the grid's `TrainConfig`, to name the data it used.
+    """
     if not rows:
         return "# Experiment report\n\nNo finished runs yet.\n"
     metric = rows[0]["test_metric"] or "best_val_loss"
@@ -269,7 +282,12 @@ def report_markdown(rows):
             header = ("procedure", *(f"z = {z}" for z in z_dims))
             lines += [f"## {title}, gamma = {gamma:g}", "", markdown_table(header, table), ""]
     repetitions = max(r["repetition"] for r in rows) + 1
-    lines.append(f"Mean ± sample standard deviation over up to {repetitions} repetitions; {len(rows)} runs.")
+    seeds = ", ".join(str(seed) for seed in sorted({r["seed"] for r in rows}))
+    data = f" on {base.dataset}, data seed {base.data_seed}" if base is not None else ""
+    lines.append(
+        f"Mean ± sample standard deviation over up to {repetitions} repetitions (training seeds {seeds}){data}; "
+        f"{len(rows)} runs."
+    )
     baselines = [float(r["baseline_value"]) for r in rows if r["test_metric"] and r.get("baseline_value") is not None]
     baselines = [b for b in baselines if b == b]  # runs from before the baseline existed have NaN
     if baselines:
