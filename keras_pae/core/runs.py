@@ -175,12 +175,13 @@ def fit_resumable(
     all_callbacks.append(keras.callbacks.TerminateOnNaN())
     if earlier and verbose:
         print(f"Resuming {staging} after epoch {len(earlier)}.")
-    if not model.optimizer.built:
+    if model.optimizer is not None and not model.optimizer.built:
         # Otherwise the first apply builds it on the weights that got a
         # gradient, and a resume on every trainable weight: for a plain
         # autoencoder (no gradient to its logvar head) the two differ, and
         # Keras then skips loading the saved Adam state.
-        model.optimizer.build(model.trainable_variables)
+        with model.distribute_strategy.scope():  # a MirroredStrategy's variables are made in its scope
+            model.optimizer.build(model.trainable_variables)
     model.fit(
         train_data,
         validation_data=validation_data,
