@@ -32,8 +32,9 @@ train: $(STAMP)
 	$(PY) -m keras_pae experiment --procedures I-F-FP,I-I-PW --z-dims 64 --repetitions 3 $(DEMO) \
 		--data-seed $(DATA_SEED) --out saved_models/main_data$(DATA_SEED)
 
+# Two workers, a test file each at a time (module fixtures are built once per file).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) saved_models/*/ .pytest_cache
