@@ -25,24 +25,33 @@ BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 CPU_FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
+def _cpu_model_and_flags(cpuinfo):
+    """The first CPU's model name (or None) and ISA flags (x86 "flags", Arm "Features") in `cpuinfo`.
+
+    Linux's /proc/cpuinfo; `(None, set())` where there is no such file.
+    """
+    model, flags = None, None
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and flags is None:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags or set()
+
+
 def cpu_kind(cpuinfo="/proc/cpuinfo"):
     """The CPU's model name and the ISA flags that decide the kernels, e.g. "AMD EPYC (avx2 fma)".
 
     Speed figures travel only with it. A cap set by `ONEDNN_MAX_CPU_ISA`
     (how an AVX-512 machine emulates an AVX2 one) is named too.
     """
-    model, flags = "unknown CPU", set()
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    kind = f"{model} ({' '.join(f for f in CPU_FLAGS_SHOWN if f in flags) or 'no AVX2'})"
+    model, flags = _cpu_model_and_flags(cpuinfo)
+    kind = f"{model or 'unknown CPU'} ({' '.join(f for f in CPU_FLAGS_SHOWN if f in flags) or 'no AVX2'})"
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return f"{kind}, oneDNN capped at {cap}" if cap else kind
 
@@ -55,15 +64,7 @@ def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
     2048-cube matmul at 412 against 210 GFLOPS). Read from `cpuinfo`'s flags
     (Linux); False where there is no such file.
     """
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return bool(BFLOAT16_CPU_FLAGS & set(value.split()))
-    except OSError:
-        pass
-    return False
+    return bool(BFLOAT16_CPU_FLAGS & _cpu_model_and_flags(cpuinfo)[1])
 
 
 def mixed_precision_policy():
