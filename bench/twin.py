@@ -259,6 +259,23 @@ def copy_keras_to_torch(keras_model, torch_model):
     return pairs
 
 
+def copy_torch_to_keras(torch_model, keras_model):
+    """Sets every weight and BatchNorm statistic of `keras_model` to `torch_model`'s.
+
+    The inverse of `copy_keras_to_torch`: each `Pair.to_torch` is a permutation of the Keras
+    tensor's elements, so it is applied to the element indices and the PyTorch values are put
+    back where they came from.
+    """
+    pairs = weight_pairs(keras_model, torch_model)
+    for pair in pairs:
+        shape = tuple(pair.keras.shape)
+        indices = torch_shaped(pair.to_torch(np.arange(int(np.prod(shape))).reshape(shape)), pair.torch)
+        value = np.empty(int(np.prod(shape)), keras.backend.standardize_dtype(pair.keras.dtype))
+        value[indices.ravel()] = pair.torch.detach().cpu().numpy().ravel()
+        pair.keras.assign(value.reshape(shape))
+    return pairs
+
+
 def _torch_tensors(torch_model):
     for name, parameter in torch_model.named_parameters():
         yield name, parameter

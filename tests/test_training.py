@@ -414,3 +414,67 @@ def test_resume_restores_adam_state(tmp_path, gamma):
     assert len(moments) == len([v for v in restored_at_start if v.ndim > 0])
     for before, after in zip(saved.values, restored_at_start):
         np.testing.assert_array_equal(before, after)
+
+
+def test_a_backup_cut_short_leaves_the_last_whole_state(tmp_path, monkeypatch):
+    """A write of the resume state that dies half way keeps the previous epoch's state loadable.
+
+    The second epoch's write stops after some bytes (a full disk, a kill): the
+    history must not show that epoch, and a resume must start after the first
+    with the first epoch's weights and Adam state, bit for bit.
+    """
+    import keras
+
+    from keras_pae.core import runs
+    from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+
+    images = np.random.default_rng(0).random((24, 64, 64, 3), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
+
+    def compiled():
+        model = build_perceptual_autoencoder("I-I-PW", z_dim=4, seed=0)
+        model.compile(optimizer=optimizers.adam(1e-3, "torch"))
+        return model
+
+    class State(keras.callbacks.Callback):
+        """Every weight and optimizer variable after each epoch, and when the fit starts."""
+
+        def __init__(self):
+            super().__init__()
+            self.at_start, self.after = None, []
+
+        def _values(self):
+            return [np.array(v) for v in self.model.variables + self.model.optimizer.variables]
+
+        def on_train_begin(self, logs=None):
+            self.at_start = self._values()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.after.append(self._values())
+
+    real_savez, writes = np.savez, []
+
+    def savez_cut_short(file, **arrays):
+        writes.append(file.name)
+        if len(writes) == 2:
+            file.write(b"PK\x03\x04" + bytes(4096))
+            raise OSError("No space left on device")
+        real_savez(file, **arrays)
+
+    staging = str(tmp_path / "run.incomplete")
+    first = State()
+    monkeypatch.setattr(runs.np, "savez", savez_cut_short)
+    with pytest.raises(OSError, match="No space left"):
+        runs.fit_resumable(compiled(), data, data, staging, 3, callbacks=[first])
+    monkeypatch.setattr(runs.np, "savez", real_savez)
+    assert len(writes) == 2
+    assert len(read_history(os.path.join(staging, runs.HISTORY_FILE))) == 1, "the history shows an unsaved epoch"
+
+    resumed = State()
+    history = runs.fit_resumable(compiled(), data, data, staging, 3, callbacks=[resumed])
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert len(resumed.after) == 2, "the resumed fit did not start after the first epoch"
+    assert len(resumed.at_start) == len(first.after[0])
+    for saved, restored in zip(first.after[0], resumed.at_start):
+        np.testing.assert_array_equal(saved, restored)
+    assert not os.path.exists(os.path.join(staging, runs.BACKUP_DIR)), "a finished fit keeps no resume state"

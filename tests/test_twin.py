@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bench import twin as twin_module
+from bench.torch_models import TorchProcedureModel
 from bench.twin import KINDS, Twin, relative_difference, worst
 from keras_pae import PROCEDURES, Procedure, alexnet_features
 from keras_pae.core.devices import dtype_policy
@@ -131,3 +132,28 @@ def test_moving_variance_follows_torch_batch_norm(dtype):
         assert relative_difference(np.asarray(ours), theirs.numpy()) < 1e-6
     restored = FusedBatchNormalization.from_config(layer.get_config())
     assert restored.unbiased_moving_variance
+
+
+@pytest.mark.parametrize("procedure", ["I-I-PS", "F-F-FP"])
+def test_copy_back_from_torch_puts_every_tensor_where_it_came_from(procedure, loss_networks):
+    """`copy_torch_to_keras` (how `bench/torch_train.py` hands PyTorch-trained weights to the
+    predictors) inverts `copy_keras_to_torch` exactly, flattened-map permutations included,
+    and the Keras model then encodes as the PyTorch one does."""
+    twin = _twin(procedure, 0.0, loss_networks, dtype="float32")
+    torch.manual_seed(1)
+    trained = TorchProcedureModel(procedure, Z).eval()  # PyTorch's own draw, not the Keras weights
+    with torch.no_grad():
+        for module in trained.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # statistics away from (0, 1)
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    twin_module.copy_torch_to_keras(trained, twin.keras_model)
+    again = TorchProcedureModel(procedure, Z)
+    twin_module.copy_keras_to_torch(twin.keras_model, again)
+    for (name, original), (_, copied) in zip(twin_module._torch_tensors(trained), twin_module._torch_tensors(again)):
+        assert torch.equal(original, copied), name
+    images = _images(np.random.default_rng(0)).astype(np.float32)
+    with torch.no_grad():
+        expected = trained.encode(twin_module.to_torch_images(images))[0].numpy()
+    mu = keras.ops.convert_to_numpy(twin.keras_model.encode(images, training=False)[0])
+    assert relative_difference(mu, expected) < 1e-5

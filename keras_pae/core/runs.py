@@ -71,6 +71,64 @@ class BestWeights(keras.callbacks.Callback):
             save_model_weights(self.model, self.path)
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose state file is always whole: the last finished epoch's, or the one before.
+
+    Keras's callback writes the weights and the optimizer's state (with Adam, three times
+    the model's size: 244 MB for I-F-FP) into its file in place, and its epoch number into
+    a second file, so a kill during the write leaves a state it cannot load, or weights
+    of one epoch under the number of another. This one writes both into one `.npz` file
+    under another name and moves it into place when complete.
+
+    The write stays in the training thread: the history row and the best weights of an
+    epoch are written after it, so an epoch the history shows is always one a resume
+    continues from.
+
+    Args:
+        backup_dir: the directory of the state; deleted when `fit` ends normally.
+    """
+
+    STATE_FILE = "state.npz"
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir)
+        self.state_path = os.path.join(backup_dir, self.STATE_FILE)
+
+    def _state_variables(self):
+        variables = list(self.model.variables)
+        if self.model.optimizer is not None:
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            seen = {id(v) for v in variables}
+            variables += [v for v in self.model.optimizer.variables if id(v) not in seen]
+        return variables
+
+    def _load_model(self):
+        if not self.model.built:
+            raise ValueError("AtomicBackupAndRestore needs a built model: call it on a batch before fit.")
+        if not os.path.isfile(self.state_path):
+            return
+        variables = self._state_variables()
+        with np.load(self.state_path) as state:
+            # By position, as Keras's weights files are: names carry per-process suffixes (`dense_1`).
+            shapes = [tuple(state[f"v{i}"].shape) for i in range(len(state.files) - 1)]
+            if shapes != [tuple(v.shape) for v in variables]:
+                raise ValueError(f"{self.state_path} holds the state of another model; start over with --overwrite.")
+            for i, variable in enumerate(variables):
+                variable.assign(state[f"v{i}"])
+            self.model._initial_epoch = int(state["epoch"])
+
+    def _save_model(self):
+        variables = self._state_variables()
+        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        arrays["epoch"] = np.array(self._current_epoch)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        partial = self.state_path + ".partial"
+        with open(partial, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(partial, self.state_path)
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `train_seconds` (the epoch's training time, without validation) to the logs.
 
@@ -162,7 +220,7 @@ def fit_resumable(
         return read_history(history_path)
     earlier = read_history(history_path)
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(staging, BACKUP_DIR)),
+        AtomicBackupAndRestore(os.path.join(staging, BACKUP_DIR)),
         EpochTimer(),
         keras.callbacks.CSVLogger(history_path, append=True),
         *callbacks,
