@@ -75,7 +75,12 @@ def train_torch(config, out, verbose=True):
             optimizer.step()
             losses.append(loss.item())
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": validation_loss(torch_model, validation_data, config.gamma), "train_seconds": seconds}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_loss": validation_loss(torch_model, validation_data, config.gamma),
+            "train_seconds": seconds,
+        }
         history.append(row)
         if verbose:
             print(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.6g}, val_loss {row['val_loss']:.6g}, {seconds:.0f} s", flush=True)
@@ -110,11 +115,11 @@ def train_torch(config, out, verbose=True):
 
 
 def main(argv=None):
-    args = build_parser("bench/torch_train.py").parse_args(argv)
-    config = config_from_args(args).validate()
+    parser = build_parser("bench/torch_train.py")
+    args = parser.parse_args(argv)
     if args.out is None:
-        raise SystemExit("bench/torch_train.py: error: give --out DIR.")
-    train_torch(config, args.out)
+        parser.error("give --out DIR.")
+    train_torch(config_from_args(args).validate(), args.out)
 
 
 if __name__ == "__main__":
