@@ -95,13 +95,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.state_path = os.path.join(backup_dir, self.STATE_FILE)
 
     def _state_variables(self):
-        variables = list(self.model.variables)
-        if self.model.optimizer is not None:
-            if not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)
-            seen = {id(v) for v in variables}
-            variables += [v for v in self.model.optimizer.variables if id(v) not in seen]
-        return variables
+        # `fit_resumable` builds the optimizer before `fit`, in the model's distribution strategy.
+        optimizer = self.model.optimizer
+        return list(self.model.variables) + (list(optimizer.variables) if optimizer is not None else [])
 
     def _load_model(self):
         if not self.model.built:
