@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import socket
@@ -159,3 +160,22 @@ def test_interrupted_point_resumes_and_repetitions_train_with_seed_plus_r(tmp_pa
     # Two seeds, two trainings: the repetitions differ, so the report's spread is real.
     assert rows[0]["best_val_loss"] != rows[1]["best_val_loss"]
     assert " ± " in (tmp_path / REPORT_FILE).read_text()
+
+
+def test_the_grid_computes_the_loss_network_features_once_for_its_runs(tmp_path, monkeypatch):
+    from keras_pae.perceptual import experiment, feature_cache, training
+
+    base = _base(limit=80, batch_size=32, z_dim=4, epochs=2, predictor_epochs=0)
+    monkeypatch.setattr(keras.Model, "export", lambda model, directory, **kwargs: os.makedirs(directory))
+    monkeypatch.setattr(experiment, "plot_reconstructions", lambda *args: None)
+    computed = []
+    compute = feature_cache.compute_features
+    monkeypatch.setattr(feature_cache, "compute_features", lambda *args, **kwargs: computed.append(1) or compute(*args, **kwargs))
+    run_grid(base, Grid(("I-F-FP", "I-I-PS"), (4,), (0.0,), 1), str(tmp_path / "grid"), verbose=0)
+    assert len(computed) == 1
+    assert os.listdir(tmp_path / "grid") and not (tmp_path / "grid" / experiment.FEATURES_DIR).exists()
+    # The second run read the first one's features: it trains as it does alone.
+    alone = training.train(dataclasses.replace(base, procedure="I-I-PS", out=str(tmp_path / "alone")), verbose=0)
+    assert len(computed) == 2
+    shared = json.loads((tmp_path / "grid" / "runs" / "lunarlander_I-I-PS_z4_g0_s0" / "summary.json").read_text())
+    assert shared["best_val_loss"] == alone["best_val_loss"]

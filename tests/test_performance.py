@@ -378,20 +378,34 @@ def test_mirrored_strategy_trains_on_two_logical_devices(tmp_path):
 
 
 def test_predictor_steps_per_execution_trains_the_same():
-    from keras_pae.evaluation.predictors import STEPS_PER_EXECUTION, predictor_mlp
+    from keras_pae.evaluation import predictors
 
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(200, 6)).astype("float32"), rng.normal(size=(200, 2)).astype("float32")
+    # 200 / 16: 13 batches, the last one partial; 13 steps per call is the whole epoch.
+    steps = predictors.batches_per_epoch(len(x), 16)
+    assert (steps, predictors.steps_per_execution(steps)) == (13, 13)
     histories = []
-    for steps in (1, STEPS_PER_EXECUTION):
+    for per_call in (1, predictors.steps_per_execution(steps)):
         keras.utils.set_random_seed(0)
-        model = predictor_mlp(6, (8,), 2, seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", steps_per_execution=steps)
-        # 200 / 16: a partial last batch and fewer steps than one execution.
-        histories.append(model.fit(x, y, validation_data=(x[:50], y[:50]), epochs=3, batch_size=16, verbose=0).history)
+        model = predictors.predictor_mlp(6, (8,), 2, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", steps_per_execution=per_call)
+        batches = predictors.training_batches(x, y, 16, seed=0)
+        history = model.fit(batches, steps_per_epoch=steps, shuffle=False, validation_data=(x[:50], y[:50]), epochs=3, verbose=0)
+        histories.append(history.history)
     assert histories[1]["loss"] == pytest.approx(histories[0]["loss"], rel=1e-5)
     assert histories[1]["val_loss"] == pytest.approx(histories[0]["val_loss"], rel=1e-5)
     assert histories[0]["loss"][-1] < histories[0]["loss"][0]
+
+
+def test_predictor_calls_never_straddle_epochs():
+    from keras_pae.evaluation.predictors import STEPS_PER_EXECUTION, steps_per_execution
+
+    for steps in range(1, 200):
+        per_call = steps_per_execution(steps)
+        assert steps % per_call == 0 and per_call <= STEPS_PER_EXECUTION
+        # No larger divisor was left out.
+        assert not any(steps % d == 0 for d in range(per_call + 1, min(steps, STEPS_PER_EXECUTION) + 1))
 
 
 @pytest.mark.parametrize("policy, rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])

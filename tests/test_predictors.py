@@ -68,14 +68,22 @@ def _one_at_a_time(train, validation, hidden_layers, epochs, batch_size, seed=0)
     """Each MLP alone with Keras's EarlyStopping: what training them together must reproduce."""
     import keras
 
+    from keras_pae.core.optimizers import FusedAdam
+
     (x, y), (val_x, val_y) = train, validation
     results = []
     for hidden in hidden_layers:
         keras.utils.set_random_seed(seed)
         model = predictors.predictor_mlp(x.shape[-1], hidden, y.shape[-1], seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=predictors.STEPS_PER_EXECUTION)
+        # One step per call, Keras's validation of batches: what the bank's calls and its one-batch validation replace.
+        model.compile(optimizer=FusedAdam(1e-3), loss="mse")
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=max(10, epochs // 20), restore_best_weights=True)
-        history = model.fit(x, y, validation_data=(val_x, val_y), epochs=epochs, batch_size=batch_size, callbacks=[stopper], verbose=0)
+        history = model.fit(
+            predictors.training_batches(x, y, batch_size, seed),
+            steps_per_epoch=predictors.batches_per_epoch(len(x), batch_size),
+            validation_data=(val_x, val_y), validation_batch_size=batch_size,
+            epochs=epochs, shuffle=False, callbacks=[stopper], verbose=0,
+        )
         results.append((history.history["val_loss"], model.predict(val_x, verbose=0)))
     return results
 
@@ -87,8 +95,10 @@ def test_training_together_equals_training_one_at_a_time():
     x = rng.normal(size=(130, 6)).astype(np.float32)
     y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1).astype(np.float32)
     y += 0.5 * rng.normal(size=y.shape).astype(np.float32)
-    # Batches of 16: the last training (60) and validation (70) batch is smaller.
+    # Batches of 16: the last training (60) and validation (70) batch is smaller, and 4 steps
+    # per epoch make the bank take 4 per call.
     train, validation = (x[:60], y[:60]), (x[60:], y[60:])
+    assert predictors.steps_per_execution(predictors.batches_per_epoch(60, 16)) == 4
     epochs, hidden_layers = 50, ((), (32,), (128, 128))
     result = predictors.evaluate_embeddings(
         train, validation, validation, "position", 2, hidden_layers=hidden_layers, epochs=epochs, batch_size=16,
@@ -106,3 +116,25 @@ def test_training_together_equals_training_one_at_a_time():
     assert result["test_value"] == pytest.approx(predictors.position_error_pixels(reference[chosen][1], validation[1]), rel=1e-4)
     with pytest.raises(ValueError, match="distinct"):
         predictors.evaluate_embeddings(train, validation, validation, "position", 2, hidden_layers=((32,), (32,)), epochs=1)
+
+
+def test_a_reused_bank_trains_as_a_new_one():
+    """A second run in one process reuses the compiled bank: it must start from the new weights and a fresh Adam."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 5)).astype(np.float32)
+    y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1).astype(np.float32)
+    parts = (x[:200], y[:200]), (x[200:250], y[200:250]), (x[250:], y[250:])
+    hidden_layers, epochs = ((), (16,), (32, 16)), 12
+
+    def run(seed):
+        result = predictors.evaluate_embeddings(*parts, "position", 2, hidden_layers=hidden_layers, epochs=epochs, batch_size=32, seed=seed)
+        return [p["val_loss"] for p in result["predictors"]], result["test_value"]
+
+    predictors._banks.clear()
+    first = run(seed=0)
+    assert len(predictors._banks) == 1
+    other = run(seed=1)  # trains the same bank from other weights
+    again = run(seed=0)
+    assert len(predictors._banks) == 1, "the second and third runs must reuse the bank"
+    assert other != first
+    assert again == first

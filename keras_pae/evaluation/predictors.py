@@ -11,13 +11,16 @@ together as one model (`PredictorBank`), each with its own early stopping.
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_pae.core import optimizers
 from keras_pae.core.progress import EpochProgress
-from keras_pae.data import lunarlander
+from keras_pae.data import lunarlander, pipeline
 
 HIDDEN_LAYERS = ((), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128))
 
-
+# The most training steps per call (see `steps_per_execution`): the MLPs are
+# tiny, so per-call overhead dominates a step.
 STEPS_PER_EXECUTION = 32
 
 
@@ -107,6 +110,70 @@ def baseline_score(train_labels, test_labels, label_kind, num_outputs, pixels_pe
     return score(predicted, test_labels, label_kind, pixels_per_unit)
 
 
+def batches_per_epoch(num_examples, batch_size):
+    """Batches in one pass over `num_examples`, the last one possibly smaller."""
+    return -(-num_examples // batch_size)
+
+
+def training_batches(x, y, batch_size, seed):
+    """Batches of `(x, y)`, reshuffled every epoch (seeded), epoch after epoch without end.
+
+    Each epoch is the whole data once, its last batch smaller: fit with
+    `steps_per_epoch=batches_per_epoch(len(x), batch_size)`. One iterator
+    then serves every epoch; `fit` on arrays made two per epoch, which with the
+    validation's took about half of a run's predictor phase.
+
+    Args:
+        x, y: arrays, or `y` a tuple of arrays (one target per model).
+        batch_size: examples per batch.
+        seed: seed of the shuffles.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return pipeline.finish(dataset.batch(batch_size).repeat())
+
+
+def steps_per_execution(steps_per_epoch):
+    """The most steps per call, up to `STEPS_PER_EXECUTION`, that divide an epoch.
+
+    A call runs all its steps, so calls that straddle epochs would move
+    batches from one epoch to the next.
+    """
+    return max(d for d in range(1, STEPS_PER_EXECUTION + 1) if steps_per_epoch % d == 0)
+
+
+# Banks this process has compiled, by shape: tracing a bank's train step takes
+# about a third of a run's predictor phase, and a grid evaluates every run's
+# embeddings with the same bank.
+_banks = {}
+
+
+def _fresh_bank(input_dim, hidden_layers, num_outputs, learning_rate, seed, steps):
+    """A compiled `PredictorBank` of new MLPs initialised from `seed`, `steps` steps per call.
+
+    A bank of the same shape compiled earlier in this process is reused, its
+    traced steps with it: it takes the new MLPs' initial weights and its
+    optimizer's state from before its first step, so it trains exactly as a
+    new bank would.
+    """
+    models = [predictor_mlp(input_dim, hidden, num_outputs, seed=seed) for hidden in hidden_layers]
+    key = (input_dim, tuple(tuple(hidden) for hidden in hidden_layers), num_outputs, learning_rate, steps)
+    if key not in _banks:
+        # All the MLPs trained as one model (see `PredictorBank`), several
+        # steps per call: the same batches in the same order, less overhead.
+        bank = PredictorBank(models)
+        bank.compile(optimizer=optimizers.FusedAdam(learning_rate), steps_per_execution=steps)
+        bank.optimizer.build(bank.trainable_variables)
+        _banks[key] = bank, [keras.ops.convert_to_numpy(v) for v in bank.optimizer.variables]
+        return bank
+    bank, optimizer_start = _banks[key]
+    for kept, new in zip(bank.predictors, models):
+        kept.set_weights(new.get_weights())
+    for variable, value in zip(bank.optimizer.variables, optimizer_start):
+        variable.assign(value)
+    return bank
+
+
 class PredictorBank(keras.Model):
     """Several predictor MLPs trained as one model on the same batches.
 
@@ -140,6 +207,26 @@ class PredictorBank(keras.Model):
             tracker.update_state(value, sample_weight=keras.ops.shape(x)[0])
             values.append(value)
         return sum(values)
+
+
+class ValidationLosses(keras.callbacks.Callback):
+    """Adds the model's validation losses (`val_<name>_loss`) to every epoch's logs.
+
+    The values `fit(validation_data=...)` logs, example-weighted means, but
+    from one batch of the whole validation data: `fit` made two `tf.data`
+    iterators per epoch for it.
+
+    Args:
+        x, y: the validation data, small enough for one batch.
+    """
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.test_on_batch(self.x, self.y, return_dict=True)
+        logs.update({f"val_{name}": value for name, value in results.items()})
 
 
 class EarlyStoppingEach(keras.callbacks.Callback):
@@ -231,20 +318,17 @@ def evaluate_embeddings(
     fit_y = targets(train_y, label_kind, num_outputs)
     fit_val = targets(val_y, label_kind, num_outputs)
     keras.utils.set_random_seed(seed)
-    models = [predictor_mlp(train_x.shape[-1], hidden, num_outputs, seed=seed) for hidden in hidden_layers]
-    # All the MLPs trained as one model (see `PredictorBank`). 32 steps per
-    # call: the same batches in the same order, less overhead.
-    bank = PredictorBank(models)
-    bank.compile(optimizer=keras.optimizers.Adam(learning_rate), steps_per_execution=STEPS_PER_EXECUTION)
-    callbacks = [EarlyStoppingEach(models, patience=max(10, epochs // 20))]
+    steps = batches_per_epoch(len(train_x), batch_size)
+    bank = _fresh_bank(train_x.shape[-1], hidden_layers, num_outputs, learning_rate, seed, steps_per_execution(steps))
+    models = bank.predictors
+    stopper = EarlyStoppingEach(models, patience=max(10, epochs // 20))
+    callbacks = [ValidationLosses(val_x, [fit_val] * len(models)), stopper]
     if progress:
         callbacks.append(EpochProgress(epochs, f"{len(models)} predictors, epochs"))
     bank.fit(
-        train_x, [fit_y] * len(models),
-        validation_data=(val_x, [fit_val] * len(models)),
-        epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=verbose,
+        training_batches(train_x, tuple([fit_y] * len(models)), batch_size, seed),
+        steps_per_epoch=steps, epochs=epochs, shuffle=False, callbacks=callbacks, verbose=verbose,
     )
-    stopper = callbacks[0]
     results = []
     for hidden, val_losses in zip(hidden_layers, stopper.val_losses):
         results.append(

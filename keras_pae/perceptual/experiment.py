@@ -12,9 +12,12 @@ it over machines (see docs/perceptual.md): set `KERASTUNER_TUNER_ID` (`chief`,
 and start the same command everywhere. A rerun skips finished points and
 resumes interrupted ones. At the end (single process, or the chief), the
 runs are collected into `DIR/results.csv`, `DIR/report.md` and plots.
+While the grid runs, `DIR/features/` holds the loss network's features of
+the training images, computed once for all its runs.
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -31,12 +34,14 @@ from keras_pae.core.devices import cpu_kind
 from keras_pae.core.plots import pyplot, save_image_grid
 from keras_pae.core.runs import INCOMPLETE_SUFFIX
 from keras_pae.core.tables import markdown_table
-from keras_pae.perceptual import training
+from keras_pae.perceptual import feature_cache, training
 from keras_pae.perceptual.cli import add_train_arguments, config_from_args
 from keras_pae.perceptual.plots import test_images
 from keras_pae.perceptual.procedures import PROCEDURES, Procedure
 
 RUNS_DIR = "runs"
+# The loss network's features of the training images, shared by the runs (removed when the grid ends).
+FEATURES_DIR = "features"
 TUNER_PROJECT = "grid"
 RESULTS_FILE = "results.csv"
 REPORT_FILE = "report.md"
@@ -94,6 +99,10 @@ def run_dir(out, config):
 def run_point(config, out, tuner_id="local", verbose=0):
     """Trains one grid point unless it is finished; resumes it if interrupted.
 
+    The loss network's features of the training images are cached once for
+    every run of this process (`features_dir`): the grid's runs share their
+    images.
+
     Returns:
         `(summary, trained)`: the run's summary and whether this call trained.
     """
@@ -106,7 +115,12 @@ def run_point(config, out, tuner_id="local", verbose=0):
     resume = os.path.isdir(directory + INCOMPLETE_SUFFIX)
     with open(os.path.join(out, TRAINING_LOG), "a") as f:
         f.write(f"{tuner_id} {config.run_name}\n")
-    return training.train(config, resume=resume, verbose=verbose), True
+    return training.train(config, resume=resume, verbose=verbose, features_dir=features_dir(out, tuner_id)), True
+
+
+def features_dir(out, tuner_id):
+    """The feature cache of one process's runs (each worker has its own)."""
+    return os.path.join(out, FEATURES_DIR, tuner_id)
 
 
 def _objective(summary):
@@ -161,6 +175,9 @@ def run_grid(base, grid, out, verbose=1):
     _check_same_experiment(base, grid, out)
     tuner = _grid_tuner(base, grid, out, verbose)
     tuner.search()
+    feature_cache.remove(features_dir(out, tuner.tuner_id))
+    with contextlib.suppress(OSError):  # another worker's cache is still there
+        os.rmdir(os.path.join(out, FEATURES_DIR))
     if distribute.has_chief_oracle() and not distribute.is_chief_oracle():
         return {"trained": tuner.trained, "rows": None}
     rows = collect(base, grid, out)

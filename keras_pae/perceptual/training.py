@@ -33,11 +33,9 @@ PREDICTORS_FILE = "predictors.json"
 FEATURES_DIR = "features"
 
 
-def _cached_features(model, config, images, staging, verbose):
-    """The loss network's features of `images` for `config.feature_cache`, or None."""
-    directory = os.path.join(staging, FEATURES_DIR)
+def _cached_features(model, config, images, directory, staging, verbose):
+    """The loss network's features of `images` for `config.feature_cache` (cached in `directory`), or None."""
     if config.feature_cache == "off" or not model.procedure.needs_loss_network:
-        feature_cache.remove(directory)
         return None
     needed = feature_cache.required_bytes(model.loss_network, len(images))
     existing = sum(e.stat().st_size for e in os.scandir(directory)) if os.path.isdir(directory) else 0
@@ -55,7 +53,7 @@ def _cached_features(model, config, images, staging, verbose):
     )
 
 
-def train(config, resume=False, overwrite=False, verbose="auto"):
+def train(config, resume=False, overwrite=False, verbose="auto", features_dir=None):
     """Trains the run described by `config` and returns its summary dict.
 
     Args:
@@ -64,6 +62,10 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
         overwrite: replace a finished run or discard an unfinished one.
         verbose: `fit`'s verbosity; "auto" shows a progress bar on a terminal
             and one line per epoch otherwise.
+        features_dir: where the loss network's features of the training
+            images are cached, kept for the next run on the same images (an
+            experiment's runs); None caches them in the run's staging
+            directory and deletes them when the run ends.
     """
     config.validate()
     verbose = cli.fit_verbosity(verbose)
@@ -86,8 +88,11 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
     inputs = dict(image_size=config.image_size, fit=registry.info(config.dataset).fit)
     train_inputs, validation_inputs = dict(inputs), dict(inputs)
     features = None
+    own_features = features_dir is None
+    if own_features:
+        features_dir = os.path.join(staging, FEATURES_DIR)
     if not os.path.exists(os.path.join(staging, FIT_DONE_FILE)):
-        features = _cached_features(model, config, data.images, staging, verbose)
+        features = _cached_features(model, config, data.images, features_dir, staging, verbose)
     if features is not None:
         with_images = model.procedure.needs_images_given_features
         train_inputs.update(features=features[:split], with_images=with_images)
@@ -104,7 +109,8 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
             verbose=verbose,
         )
     del features
-    feature_cache.remove(os.path.join(staging, FEATURES_DIR))
+    if own_features:
+        feature_cache.remove(features_dir)
 
     history = read_history(history_path)
     if not os.path.isfile(best_path):
