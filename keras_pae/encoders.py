@@ -20,7 +20,7 @@ import keras
 from keras_pae.core.runs import ENCODER_FILE
 # Registration only: the encoders' custom layers (space-to-depth Conv2D in the
 # loss network, FusedBatchNormalization, the sub-pixel Conv2DTranspose).
-from keras_pae.perceptual import alexnet, conv_transpose, fused_batch_normalization  # noqa: F401
+from keras_pae.perceptual import alexnet, conv_transpose, fused_batch_normalization, patch_conv  # noqa: F401
 
 
 def load_encoder(run_dir, trainable=True):

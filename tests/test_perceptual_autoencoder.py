@@ -213,3 +213,30 @@ def test_vae_objective_is_reconstruction_plus_gamma_kl_with_seeded_reparameteris
     assert sorted(result) == ["kl_loss", "loss", "reconstruction_loss"]
     assert result["loss"] == pytest.approx(result["reconstruction_loss"] + 0.5 * result["kl_loss"], rel=1e-5)
     assert result["kl_loss"] == pytest.approx(expected_kl, rel=1e-5)  # the KL does not depend on the draw
+
+
+@pytest.mark.parametrize("procedure", ["I-I-PW", "F-F-FP"])
+def test_validation_loss_is_the_mean_over_examples_whatever_the_batch(procedure):
+    """train validates in larger batches than it trains: the logged loss must not depend on the batch size."""
+    from keras_pae.data import pipeline
+
+    model = build_perceptual_autoencoder(procedure, (64, 64, 3), z_dim=8, loss_network=alexnet_features((64, 64, 3), weights="random"), seed=0)
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+    # 40 images: batches of 16 leave a last batch of 8, whose mean would count twice as much per image.
+    # The last 8 are black, so their losses differ from the others'.
+    images = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    images[32:] = 0
+    features = None
+    if procedure != "I-I-PW":
+        features = (rng.random((40, 9408)) * 0.5).astype(np.float16)
+        features[32:] = 0
+
+    def loss(part, batch_size):
+        cached = {} if features is None else dict(features=features[part], with_images=False)
+        return model.evaluate(pipeline.image_dataset(images[part], batch_size, **cached), verbose=0, return_dict=True)["loss"]
+
+    per_image = [loss(slice(i, i + 1), 1) for i in range(40)]
+    assert np.std(per_image) > 0.1 * np.mean(per_image)  # else any weighting gives the mean
+    for batch_size in (16, 40):
+        assert loss(slice(None), batch_size) == pytest.approx(np.mean(per_image), rel=1e-5)

@@ -509,10 +509,25 @@ def test_subpixel_transposed_convolution_matches_keras(shape, kernel, stride):
     )
 
 
+@pytest.mark.parametrize("shape, outputs", [((2, 6, 6, 5), (2, 2)), ((2, 7, 4, 5), (2, 1)), ((2, 8, 8, 5), (3, 3))])
+def test_patch_convolution_matches_keras(monkeypatch, shape, outputs):
+    from keras_pae.perceptual.patch_conv import Conv2D
+
+    fast, plain = Conv2D(4, 4, strides=2, activation="relu"), keras.layers.Conv2D(4, 4, strides=2, activation="relu")
+    assert plain.compute_output_shape(shape)[1:3] == outputs
+    if outputs[0] * outputs[1] <= 4:
+        # The 64x64 encoder's last layer and a non-square one: the matrix product, not Keras's computation.
+        keras_call = keras.layers.Conv2D.call
+        monkeypatch.setattr(keras.layers.Conv2D, "call", lambda layer, x: pytest.fail("fell back") if layer is fast else keras_call(layer, x))
+    # 3x3 outputs: Keras's own.
+    _same_layer_outputs_and_gradients(fast, plain, shape, rtol=1e-5)
+
+
 def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
     from keras_pae.perceptual import alexnet, networks
 
-    # Decoder and loss network built with Keras's own layers, as older runs were...
+    # Encoder, decoder and loss network built with Keras's own layers, as older runs were...
+    monkeypatch.setattr(networks, "Conv2D", keras.layers.Conv2D)
     monkeypatch.setattr(networks, "Conv2DTranspose", keras.layers.Conv2DTranspose)
     monkeypatch.setattr(alexnet, "Conv2D", keras.layers.Conv2D)
     plain = build_perceptual_autoencoder("I-I-PS", loss_weights="random", seed=1)
@@ -520,6 +535,7 @@ def test_fast_layers_read_weight_files_of_keras_layers(tmp_path, monkeypatch):
     monkeypatch.undo()
     fast = build_perceptual_autoencoder("I-I-PS", loss_weights="random", seed=2)
     assert type(fast.decoder.get_layer("deconv0")) is not keras.layers.Conv2DTranspose
+    assert type(fast.encoder.get_layer("conv3")) is not keras.layers.Conv2D
     # ...load into the fast layers and compute the same.
     fast.load_weights(tmp_path / "plain.weights.h5")
     images = np.random.default_rng(4).random((2, 64, 64, 3), dtype=np.float32)

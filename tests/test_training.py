@@ -478,3 +478,34 @@ def test_a_backup_cut_short_leaves_the_last_whole_state(tmp_path, monkeypatch):
     for saved, restored in zip(first.after[0], resumed.at_start):
         np.testing.assert_array_equal(saved, restored)
     assert not os.path.exists(os.path.join(staging, runs.BACKUP_DIR)), "a finished fit keeps no resume state"
+
+
+def test_a_fit_stopped_after_its_last_epoch_is_finished_without_a_last_resume_state(tmp_path, monkeypatch):
+    """The last epoch writes no resume state; stopped before the marker, the fit is still complete."""
+    import keras
+
+    from keras_pae.core import runs
+    from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+
+    images = np.random.default_rng(0).random((16, 64, 64, 3), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
+    model = build_perceptual_autoencoder("I-I-PW", z_dim=4, seed=0)
+    model.compile(optimizer=optimizers.adam(1e-3, "torch"))
+
+    class StopAsFitEnds(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            raise KeyboardInterrupt
+
+    saved = []
+    save = runs.AtomicBackupAndRestore._save_model
+    monkeypatch.setattr(runs.AtomicBackupAndRestore, "_save_model", lambda self: saved.append(self._current_epoch) or save(self))
+    staging, best = str(tmp_path / "run.incomplete"), str(tmp_path / "best.weights.h5")
+    with pytest.raises(KeyboardInterrupt):
+        runs.fit_resumable(model, data, data, staging, 3, best_weights=best, callbacks=[StopAsFitEnds()])
+    assert saved == [1, 2], "the resume state is written after every epoch but the last"
+    assert not os.path.exists(os.path.join(staging, runs.FIT_DONE_FILE))
+
+    monkeypatch.setattr(model, "fit", lambda *args, **kwargs: pytest.fail("refitted a finished fit"))
+    history = runs.fit_resumable(model, data, data, staging, 3, best_weights=best)
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert os.path.exists(os.path.join(staging, runs.FIT_DONE_FILE)) and os.path.isfile(best)

@@ -82,7 +82,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     The write stays in the training thread: the history row and the best weights of an
     epoch are written after it, so an epoch the history shows is always one a resume
-    continues from.
+    continues from. The last epoch of a fit writes none (for I-F-FP, 244 MB that
+    `fit` deleted right after): a fit stopped after its last row is finished.
 
     Args:
         backup_dir: the directory of the state; deleted when `fit` ends normally.
@@ -93,6 +94,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir):
         super().__init__(backup_dir)
         self.state_path = os.path.join(backup_dir, self.STATE_FILE)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.params["epochs"]:
+            # The last epoch: `fit` deletes the state as it ends, and if it stops
+            # first, `fit_resumable` finds every epoch in the history.
+            self._current_epoch = epoch + 1
+            return
+        super().on_epoch_end(epoch, logs)
 
     def _state_variables(self):
         # `fit_resumable` builds the optimizer before `fit`, in the model's distribution strategy.
@@ -215,15 +224,17 @@ def fit_resumable(
     if os.path.exists(fit_done):
         return read_history(history_path)
     earlier = read_history(history_path)
-    all_callbacks = [
-        AtomicBackupAndRestore(os.path.join(staging, BACKUP_DIR)),
-        EpochTimer(),
-        keras.callbacks.CSVLogger(history_path, append=True),
-        *callbacks,
-    ]
+    if len(earlier) >= epochs:
+        # Stopped after the last epoch's row: the row comes after the epoch's
+        # best weights, so nothing is missing, and no resume state was kept.
+        open(fit_done, "w").close()
+        return earlier
+    all_callbacks = [AtomicBackupAndRestore(os.path.join(staging, BACKUP_DIR)), EpochTimer()]
     if best_weights is not None:
+        # Ahead of the history: an epoch the history shows has its best weights on disk.
         earlier_best = min((r["val_loss"] for r in earlier if np.isfinite(r["val_loss"])), default=None)
         all_callbacks.append(BestWeights(best_weights, "val_loss", earlier_best))
+    all_callbacks += [keras.callbacks.CSVLogger(history_path, append=True), *callbacks]
     if patience is not None:
         all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
     all_callbacks.append(keras.callbacks.TerminateOnNaN())

@@ -19,6 +19,7 @@ import keras
 from keras_pae.perceptual.config import INITS
 from keras_pae.core.initializers import torch_default
 from keras_pae.perceptual.conv_transpose import Conv2DTranspose
+from keras_pae.perceptual.patch_conv import Conv2D
 from keras_pae.perceptual.fused_batch_normalization import FusedBatchNormalization
 from keras_pae.perceptual.procedures import check_image_size
 
@@ -59,7 +60,7 @@ def image_encoder(image_shape, z_dim, init="torch"):
     inputs = keras.Input(image_shape, name="images")
     x = inputs
     for i, channels in enumerate(ENCODER_CHANNELS):
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             channels, 4, strides=2, padding="valid", **initializers(init, 4 * 4 * x.shape[-1]), name=f"conv{i}"
         )(x)
         x = FusedBatchNormalization(**_BN, name=f"bn{i}")(x)

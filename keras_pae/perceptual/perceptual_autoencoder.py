@@ -138,12 +138,18 @@ class PerceptualAutoencoder(keras.Model):
         """
         return keras.random.normal(shape, seed=self.seed_generator)
 
-    def _update_trackers(self, total, reconstruction, kl):
-        self.loss_tracker.update_state(total)
-        self.reconstruction_loss_tracker.update_state(reconstruction)
+    def _update_trackers(self, examples, total, reconstruction, kl):
+        # Weighted by the batch's examples, as Keras weights its own loss: an
+        # epoch's mean is then the mean over examples, whatever the batch size.
+        self.loss_tracker.update_state(total, sample_weight=examples)
+        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=examples)
         if self.variational:
-            self.kl_loss_tracker.update_state(kl)
+            self.kl_loss_tracker.update_state(kl, sample_weight=examples)
         return {m.name: m.result() for m in self.metrics}
+
+    @staticmethod
+    def _examples(images, features):
+        return keras.ops.cast(keras.ops.shape(images if images is not None else features)[0], "float32")
 
     @staticmethod
     def _unpack(data):
@@ -172,11 +178,12 @@ class PerceptualAutoencoder(keras.Model):
         # counts match the authors'): it gets no gradient and no update.
         pairs = [(g, v) for g, v in zip(gradients, self.trainable_weights) if g is not None]
         self.optimizer.apply(*zip(*pairs))
-        return self._update_trackers(total, reconstruction, kl)
+        return self._update_trackers(self._examples(images, features), total, reconstruction, kl)
 
     def test_step(self, data):
         images, features = self._unpack(data)
-        return self._update_trackers(*self.compute_losses(images, training=False, features=features))
+        losses = self.compute_losses(images, training=False, features=features)
+        return self._update_trackers(self._examples(images, features), *losses)
 
     def embedding_model(self):
         """A functional model mapping images to mu (with p inside for F-*), sharing the model's layers.
