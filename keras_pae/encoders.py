@@ -19,7 +19,8 @@ import keras
 
 from keras_pae.core.runs import ENCODER_FILE
 # Registration only: the encoders' custom layers (space-to-depth Conv2D in the
-# loss network, FusedBatchNormalization, the sub-pixel Conv2DTranspose).
+# loss network, the image encoder's patch Conv2D, FusedBatchNormalization, the
+# sub-pixel Conv2DTranspose).
 from keras_pae.perceptual import alexnet, conv_transpose, fused_batch_normalization, patch_conv  # noqa: F401
 
 
