@@ -208,6 +208,27 @@ class PredictorBank(keras.Model):
             values.append(value)
         return sum(values)
 
+    def validation_losses(self, x, y):
+        """Each MLP's MSE on all of `x`, as `test_on_batch` logs it (one batch), as floats.
+
+        One compiled call, traced once per bank: `test_on_batch` also resets
+        and reads every metric, twice the cost at each of the hundreds of
+        epochs a grid's predictors run.
+        """
+        if getattr(self, "_validation_function", None) is None:
+            self._validation_function = tf.function(
+                lambda x, y: [self.mse(target, model(x, training=False)) for target, model in zip(y, self.predictors)]
+            )
+        return [float(value) for value in self._validation_function(x, y)]
+
+    def weights_snapshot(self):
+        """Every MLP's weights as tensors, copied in one compiled call (`get_weights` reads them one by one)."""
+        if getattr(self, "_snapshot_function", None) is None:
+            self._snapshot_function = tf.function(
+                lambda: [[tf.identity(weight.value) for weight in model.weights] for model in self.predictors]
+            )
+        return self._snapshot_function()
+
 
 class ValidationLosses(keras.callbacks.Callback):
     """Adds the model's validation losses (`val_<name>_loss`) to every epoch's logs.
@@ -222,11 +243,12 @@ class ValidationLosses(keras.callbacks.Callback):
 
     def __init__(self, x, y):
         super().__init__()
-        self.x, self.y = x, y
+        self.x, self.y = tf.convert_to_tensor(x), [tf.convert_to_tensor(target) for target in y]
 
     def on_epoch_end(self, epoch, logs=None):
-        results = self.model.test_on_batch(self.x, self.y, return_dict=True)
-        logs.update({f"val_{name}": value for name, value in results.items()})
+        losses = self.model.validation_losses(self.x, self.y)
+        logs.update({f"val_{model.name}_loss": value for model, value in zip(self.model.predictors, losses)})
+        logs["val_loss"] = sum(losses)
 
 
 class EarlyStoppingEach(keras.callbacks.Callback):
@@ -257,6 +279,7 @@ class EarlyStoppingEach(keras.callbacks.Callback):
         self.wait = [0] * len(self.models)
 
     def on_epoch_end(self, epoch, logs=None):
+        snapshot = None
         for i, model in enumerate(self.models):
             if self.stopped[i]:
                 continue
@@ -264,11 +287,19 @@ class EarlyStoppingEach(keras.callbacks.Callback):
             self.val_losses[i].append(current)
             self.wait[i] += 1
             if self.best[i] is None or current < self.best[i]:
-                self.best[i], self.best_weights[i], self.wait[i] = current, model.get_weights(), 0
+                if snapshot is None:
+                    snapshot = self._weights()
+                self.best[i], self.best_weights[i], self.wait[i] = current, snapshot[i], 0
             elif self.wait[i] >= self.patience and epoch > 0:
                 self.stopped[i] = True
         if all(self.stopped):
             self.model.stop_training = True
+
+    def _weights(self):
+        # A `PredictorBank` copies all its MLPs' weights in one call.
+        if getattr(self.model, "predictors", None) == self.models:
+            return self.model.weights_snapshot()
+        return [model.get_weights() for model in self.models]
 
     def on_train_end(self, logs=None):
         for model, weights in zip(self.models, self.best_weights):
