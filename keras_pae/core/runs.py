@@ -125,7 +125,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         variables = self._state_variables()
-        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        arrays = {f"v{i}": v.numpy() for i, v in enumerate(variables)}  # half convert_to_numpy's time
         arrays["epoch"] = np.array(self._current_epoch)
         os.makedirs(self.backup_dir, exist_ok=True)
         partial = self.state_path + ".partial"
