@@ -84,6 +84,27 @@ def test_same_seed_same_losses(tmp_path):
     assert losses[0] != losses[2]
 
 
+def test_a_reused_autoencoder_trains_as_a_new_one(tmp_path):
+    """An experiment's next seed reuses the compiled autoencoder; it must train exactly as a new one.
+
+    A VAE, so the reparameterisation noise's generator is reset too.
+    """
+    from keras_pae.perceptual import training
+
+    def losses(name, seed):
+        summary = train(_config(tmp_path, name, procedure="I-F-FP", gamma=0.5, epochs=2, seed=seed), verbose=0)
+        return [(r["loss"], r["val_loss"]) for r in summary["history"]]
+
+    training._last_compiled.clear()
+    alone = losses("alone", 1)
+    training._last_compiled.clear()
+    losses("first", 0)
+    kept = training._last_compiled["model"]
+    reused = losses("reused", 1)
+    assert training._last_compiled["model"] is kept, "the second seed compiled a new model"
+    assert reused == alone
+
+
 def test_existing_runs_are_protected(tmp_path):
     config = _config(tmp_path, "run", procedure="I-I-PW")
     train(config, verbose=0)

@@ -79,9 +79,7 @@ def train(config, resume=False, overwrite=False, verbose="auto", features_dir=No
     set_seeds(config.seed, config.deterministic)
     strategy = distribution_strategy(config.distribute)
     with precision_policy(config.mixed_precision), strategy.scope():
-        model = _build_model(config, config.loss_weights)
-        # Adam in one fused kernel per variable, PyTorch's arithmetic by default (see keras_pae.core.optimizers).
-        model.compile(optimizer=optimizers.adam(config.learning_rate, config.adam), jit_compile=config.jit_compile)
+        model = _compiled_model(config)
     data = registry.autoencoder_data(config, progress=bool(verbose))
     split = pipeline.validation_split(len(data.images), data.groups, config.validation_fraction)
 
@@ -178,6 +176,47 @@ def train(config, resume=False, overwrite=False, verbose="auto", features_dir=No
         if predictors:
             print(f"{config.procedure}: {format_metric(predictors)} with predictor {predictors['chosen']}")
     return summary
+
+
+# The autoencoder the last run of this process compiled, kept for the next run
+# with the same settings but the seed (an experiment runs a point's seeds one
+# after another): tracing its train and validation steps took about 2 s of
+# every run. One is kept, so a grid holds one model's memory, not one per point.
+_last_compiled = {}
+
+
+def _compiled_model(config):
+    """The compiled autoencoder of `config`, initialised from its seed, its optimizer built and new.
+
+    The previous run's compiled autoencoder is reused when its settings differ
+    from `config`'s only in the seed, its traced steps with it: it takes the
+    new model's initial variables and its optimizer's state from before its
+    first step, so it trains exactly as a new one would.
+    """
+    model = _build_model(config, config.loss_weights)
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "out")}
+    kept = _last_compiled.get("model")
+    if (
+        _last_compiled.get("settings") == settings
+        and [tuple(v.shape) for v in kept.variables] == [tuple(v.shape) for v in model.variables]
+    ):
+        for variable, value in zip(kept.variables, model.variables):
+            variable.assign(value)
+        for variable, value in zip(kept.optimizer.variables, _last_compiled["optimizer_start"]):
+            variable.assign(value)
+        kept._initial_epoch = None  # set by a resume's BackupAndRestore, which Keras never clears
+        return kept
+    # Adam in one fused kernel per variable, PyTorch's arithmetic by default (see keras_pae.core.optimizers).
+    model.compile(optimizer=optimizers.adam(config.learning_rate, config.adam), jit_compile=config.jit_compile)
+    # Built on every trainable weight, as `fit_resumable` would, so its state can be reset.
+    model.optimizer.build(model.trainable_variables)
+    _last_compiled.clear()
+    if config.distribute != "none":  # its variables belong to this run's strategy
+        return model
+    _last_compiled.update(
+        settings=settings, model=model, optimizer_start=[v.numpy() for v in model.optimizer.variables]
+    )
+    return model
 
 
 def load_run(run_dir):
