@@ -10,12 +10,22 @@ holds them needs the module defining them imported first (`keras_pae.losses`,
 
 import importlib
 import os
+import sys
+import warnings
 
 # oneDNN's kernels for convolutions, dense layers and batch norm. TensorFlow
 # turns them on by itself only on some CPUs; on the AVX2 CPU measured, its
 # default Eigen kernels trained 2-4x slower (docs/performance.md). Read when
 # TensorFlow loads, so it takes effect when keras_pae is imported first; a
 # user's own setting wins.
+if "TF_ENABLE_ONEDNN_OPTS" not in os.environ and "tensorflow" in sys.modules:
+    # A script that imported TensorFlow (or Keras) first trains with other kernels: slower, other numbers.
+    warnings.warn(
+        "TensorFlow was imported before keras_pae, so keras_pae could not turn on oneDNN's kernels: "
+        "on CPUs where TensorFlow leaves them off (AVX2 ones among them) training runs 2-4x slower and "
+        "gives other numbers. Import keras_pae first, or set TF_ENABLE_ONEDNN_OPTS=1 in the environment.",
+        stacklevel=2,
+    )
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

@@ -34,3 +34,31 @@ def test_config_from_args_fills_fields_of_the_same_name_and_keeps_defaults():
 def test_fit_verbosity_keeps_explicit_values():
     assert cli.fit_verbosity(0) == 0 and cli.fit_verbosity(2) == 2
     assert cli.fit_verbosity("auto") in (1, 2)
+
+
+def test_importing_tensorflow_first_warns_that_onednn_stays_off():
+    """keras_pae turns on oneDNN through an environment variable TensorFlow reads as it loads.
+
+    After TensorFlow it is too late: a script importing TensorFlow or Keras first
+    trained 2x slower on an AVX2 CPU, with other numbers, and nothing said so.
+    """
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # This process's import of keras_pae has set the variable: the children start without it.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+
+    def stderr(code, **extra):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, cwd=root, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    message = "Import keras_pae first"
+    assert message in stderr("import tensorflow, keras_pae")
+    assert message not in stderr("import keras_pae, tensorflow")
+    # A user's own setting is theirs to choose.
+    assert message not in stderr("import tensorflow, keras_pae", TF_ENABLE_ONEDNN_OPTS="0")

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import keras_pae  # noqa: F401 (first: it turns on oneDNN before TensorFlow loads)
 import keras
 import keras_tuner
 import numpy as np
