@@ -7,7 +7,6 @@ hidden layer). Trained with MSE against the position or the one-hot class,
 as the authors' implementation does.
 """
 
-import keras_pae  # noqa: F401 (first: it turns on oneDNN before TensorFlow loads)
 import keras
 import keras_tuner
 

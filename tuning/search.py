@@ -14,12 +14,13 @@ import json
 import os
 import sys
 
-import keras_pae  # noqa: F401 (first: it turns on oneDNN before TensorFlow loads)
+# keras_pae before Keras: importing it turns on oneDNN, which TensorFlow reads as it loads.
+from keras_pae.core import cli  # isort: skip
+
 import keras
 import keras_tuner
 import numpy as np
 
-from keras_pae.core import cli
 from keras_pae.evaluation import predictors
 from tuning.predictor_hypermodel import PredictorHyperModel
 
