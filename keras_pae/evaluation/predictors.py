@@ -262,7 +262,8 @@ class EarlyStoppingEach(keras.callbacks.Callback):
     has stopped.
 
     Args:
-        models: the sub-models, each one output of the trained model.
+        models: the MLPs of the `PredictorBank` being trained (their best
+            weights are copied with its `weights_snapshot`).
         patience: epochs without improvement before a model stops.
     """
 
@@ -288,18 +289,12 @@ class EarlyStoppingEach(keras.callbacks.Callback):
             self.wait[i] += 1
             if self.best[i] is None or current < self.best[i]:
                 if snapshot is None:
-                    snapshot = self._weights()
+                    snapshot = self.model.weights_snapshot()
                 self.best[i], self.best_weights[i], self.wait[i] = current, snapshot[i], 0
             elif self.wait[i] >= self.patience and epoch > 0:
                 self.stopped[i] = True
         if all(self.stopped):
             self.model.stop_training = True
-
-    def _weights(self):
-        # A `PredictorBank` copies all its MLPs' weights in one call.
-        if getattr(self.model, "predictors", None) == self.models:
-            return self.model.weights_snapshot()
-        return [model.get_weights() for model in self.models]
 
     def on_train_end(self, logs=None):
         for model, weights in zip(self.models, self.best_weights):
