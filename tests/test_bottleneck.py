@@ -12,7 +12,8 @@ import pytest
 
 from keras_pae.bottleneck import networks, svcca, transfer
 from keras_pae.bottleneck.bottleneck_autoencoder import BottleneckAutoencoder, build_bottleneck_autoencoder
-from tests.helpers import assert_round_trips
+from keras_pae.core import runs as core_runs
+from tests.helpers import assert_round_trips, interrupt_fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = (32, 32, 1)
@@ -205,13 +206,7 @@ def test_an_interrupted_configuration_resumes(tmp_path, monkeypatch, capsys, fas
         epochs=2, limit=64, test_limit=32, probe_limit=30, sizes=(3,), compressions=("1/4",),
         residual_blocks=0, batch_size=32, export=False, data_dir=fashion_mnist_dir, out=str(tmp_path / "study"),
     )
-    logged = keras.callbacks.CSVLogger.on_epoch_end
-
-    def log_then_interrupt(self, epoch, logs=None):
-        logged(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", log_then_interrupt)
+    interrupt_fit(monkeypatch, core_runs, "s3_c1-4.incomplete")
     with pytest.raises(KeyboardInterrupt):
         run_study(config, verbose=False, analyse=False)
     monkeypatch.undo()

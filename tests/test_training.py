@@ -530,3 +530,109 @@ def test_a_fit_stopped_after_its_last_epoch_is_finished_without_a_last_resume_st
     history = runs.fit_resumable(model, data, data, staging, 3, best_weights=best)
     assert [row["epoch"] for row in history] == [0, 1, 2]
     assert os.path.exists(os.path.join(staging, runs.FIT_DONE_FILE)) and os.path.isfile(best)
+
+
+def test_a_weights_snapshot_writes_what_keras_writes_and_keeps_its_moment(tmp_path):
+    """The background writer's `.weights.h5` is Keras's own file, from values taken before training went on."""
+    import h5py
+    from keras.src.saving import saving_lib
+
+    from keras_pae.core import runs
+    from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+
+    images = np.random.default_rng(0).random((16, 64, 64, 3), dtype=np.float32)
+    model = build_perceptual_autoencoder("I-F-FP", z_dim=4, gamma=0.5, loss_weights="random", seed=0)
+    model.compile(optimizer=optimizers.adam(1e-3, "torch"))
+    model.fit(images, epochs=1, batch_size=8, verbose=0)
+    keras_file, ours = str(tmp_path / "keras.weights.h5"), str(tmp_path / "ours.weights.h5")
+    saving_lib.save_weights_only(model, keras_file, objects_to_skip=[model.optimizer])
+    snapshot = runs.weights_snapshot(model)
+    before = [np.array(v) for v in model.weights]
+    model.fit(images, epochs=1, batch_size=8, verbose=0)  # Adam updates the variables in place
+    runs.write_weights(snapshot, ours)
+
+    def contents(path):
+        found = {}
+
+        def visit(name, item):
+            found[name] = (dict(item.attrs), item[()] if isinstance(item, h5py.Dataset) else None)
+
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+        return found
+
+    expected, written = contents(keras_file), contents(ours)
+    assert sorted(written) == sorted(expected) and len(expected) > 10
+    for name, (attrs, value) in expected.items():
+        assert written[name][0] == attrs, name
+        np.testing.assert_array_equal(written[name][1], value, err_msg=name)
+    assert any(not np.array_equal(b, np.array(v)) for b, v in zip(before, model.weights)), "training changed nothing"
+    reloaded = build_perceptual_autoencoder("I-F-FP", z_dim=4, gamma=0.5, loss_weights="random", seed=1)
+    reloaded(images[:1])
+    runs.load_model_weights(reloaded, ours)
+    for saved, loaded in zip(before, reloaded.weights):
+        np.testing.assert_array_equal(saved, np.array(loaded))
+
+
+def test_checkpoints_are_written_in_order_from_each_epochs_values(tmp_path, monkeypatch):
+    """Held back until training ends, each epoch's writes still carry that epoch's values, state first and row last."""
+    import threading
+
+    import keras
+
+    from keras_pae.core import runs
+    from keras_pae.perceptual.perceptual_autoencoder import build_perceptual_autoencoder
+
+    images = np.random.default_rng(0).random((16, 64, 64, 3), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
+    model = build_perceptual_autoencoder("I-I-PW", z_dim=4, seed=0)
+    model.compile(optimizer=optimizers.adam(1e-2, "torch"))
+    gate, queued = threading.Event(), []
+
+    class HeldWriter(runs.BackgroundWriter):
+        def __init__(self):
+            super().__init__()
+            self.submit(gate.wait)
+
+        def submit(self, write, *args):
+            queued.append((getattr(write, "func", write).__name__, args))
+            super().submit(write, *args)
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.values = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.values.append((logs["val_loss"], [np.array(v) for v in self.model.variables + self.model.optimizer.variables]))
+            if epoch == 2:
+                gate.set()  # every epoch's writes are queued; training is over
+
+    monkeypatch.setattr(runs, "BackgroundWriter", HeldWriter)
+    staging, best = str(tmp_path / "run.incomplete"), str(tmp_path / "best.weights.h5")
+    record = Record()
+    runs.fit_resumable(model, data, data, staging, 3, best_weights=best, callbacks=[record])
+
+    expected, lowest = [], np.inf
+    for epoch, (loss, _) in enumerate(record.values):
+        if epoch < 2:  # the last epoch writes no resume state
+            expected.append("_write_state")
+        if loss < lowest:
+            lowest = loss
+            expected.append("write_weights")
+        expected.append("on_epoch_end")  # the history row
+    assert [name for name, _ in queued[1:]] == expected
+    states = [args[0] for name, args in queued if name == "_write_state"]
+    for epoch, state in enumerate(states):
+        assert int(state["epoch"]) == epoch + 1
+        for i, value in enumerate(record.values[epoch][1]):
+            np.testing.assert_array_equal(state[f"v{i}"], value)
+    assert [r["epoch"] for r in read_history(os.path.join(staging, runs.HISTORY_FILE))] == [0, 1, 2]
+    reloaded = build_perceptual_autoencoder("I-I-PW", z_dim=4, seed=1)
+    reloaded(images[:1])
+    runs.load_model_weights(reloaded, best)
+    best_values = record.values[int(np.argmin([loss for loss, _ in record.values]))][1]
+    weights = [i for i, v in enumerate(model.variables) if any(v is w for w in model.weights)]  # not the seed's state
+    assert len(weights) == len(reloaded.weights) > 10
+    for i, variable in zip(weights, reloaded.weights):
+        np.testing.assert_array_equal(best_values[i], np.array(variable))

@@ -6,13 +6,16 @@ everything the run writes is there, so a crash never leaves a directory that
 looks finished, and a rerun resumes it.
 """
 
+import concurrent.futures
 import csv
+import functools
 import os
 import shutil
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 # Keras's own weights writer, with the `objects_to_skip` that `Model.save_weights` lacks.
 from keras.src.saving import saving_lib
 
@@ -34,10 +37,123 @@ def save_model_weights(model, path):
     use once training is over. Written under another name first, so `path`
     is never half written.
     """
+    write_weights(weights_snapshot(model), path)
+
+
+def weights_snapshot(model):
+    """What `save_model_weights` would write now, as values that training no longer changes.
+
+    Keras's own weights writer walks the model into a recorder instead of a
+    file: the same groups, attributes and datasets, in the same order, with
+    each variable's value read as `_read` reads it.
+    """
+    recorder = _WeightsRecorder()
+    visited = {id(model.optimizer)} if getattr(model, "optimizer", None) is not None else set()
+    saving_lib._save_state(model, weights_store=recorder, assets_store=None, inner_path="", visited_saveables=visited)
+    return recorder.entries
+
+
+def write_weights(snapshot, path):
+    """Writes a `weights_snapshot` as the `.weights.h5` file `path` (via a partial file)."""
     partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
-    skip = [model.optimizer] if getattr(model, "optimizer", None) is not None else None
-    saving_lib.save_weights_only(model, partial, objects_to_skip=skip)
+    store = saving_lib.H5IOStore(partial, mode="w")
+    try:
+        for inner_path, metadata, values in snapshot:
+            entry = store.make(inner_path, metadata=metadata)
+            for key, value in values.items():
+                entry[key] = np.asarray(value)
+    finally:
+        store.close()
     os.replace(partial, path)
+
+
+class _WeightsRecorder(saving_lib.H5IOStore):
+    # Keras's `_save_state` accepts only its own store types; this one keeps
+    # each `make` (a group and its metadata) and the values set on it.
+
+    def __init__(self):  # no file: nothing to open
+        self.mode = "w"
+        self.entries = []
+
+    def __bool__(self):
+        return True
+
+    def make(self, path, metadata=None):
+        self.entries.append((path, metadata, {}))
+        return self
+
+    def __setitem__(self, key, value):
+        self.entries[-1][2][key] = _read(value)
+
+    def close(self):
+        pass
+
+
+def _read(variable):
+    # The value now, without copying it: a read shares the variable's buffer,
+    # and TensorFlow copies a buffer a read still holds before an op (Adam's
+    # update) changes it in place. So the value stays this moment's while
+    # training goes on, and the copy, if any, is made by the training step's
+    # own threads instead of stalling the epoch's end.
+    return tf.convert_to_tensor(variable)  # `keras.ops.convert_to_tensor` returns the variable itself
+
+
+class BackgroundWriter:
+    """Writes a fit's checkpoint files on one thread, in the order they were given, while training goes on.
+
+    An I-F-FP resume state is 247 MB and its best weights 82 MB; written in the
+    training thread they stall every epoch end. Each write gets arrays already
+    taken from the model (see `weights_snapshot`), so training may change the
+    variables meanwhile. The order keeps the resume invariants: an epoch's
+    state, then its best weights, then its history row. A write that fails
+    cancels every later one (the history never shows an epoch whose state is
+    missing) and its error is raised by the next `submit` or by `wait`.
+    """
+
+    def __init__(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="keras_pae-checkpoints")
+        self._futures = []
+        self._error = None
+        self._raised = False
+
+    def submit(self, write, *args):
+        """Queues `write(*args)`, after raising the error of a failed earlier write."""
+        self._raise_error()
+        self._futures = [f for f in self._futures if not f.done()]
+        self._futures.append(self._executor.submit(self._run, write, *args))
+
+    def wait(self, raise_error=True):
+        """Returns when every queued write is done; raises the error of one that failed."""
+        concurrent.futures.wait(self._futures)
+        self._futures = []
+        if raise_error:
+            self._raise_error()
+
+    def close(self, raise_error=True):
+        """`wait`, then ends the thread."""
+        try:
+            self.wait(raise_error)
+        finally:
+            self._executor.shutdown()
+
+    def _run(self, write, *args):
+        if self._error is None:
+            try:
+                write(*args)
+            except Exception as error:  # raised in the training thread
+                self._error = error
+
+    def _raise_error(self):
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
+
+
+def _write_now_or_queue(writer, write, *args):
+    if writer is None:
+        write(*args)
+    else:
+        writer.submit(write, *args)
 
 
 def load_model_weights(model, path):
@@ -54,13 +170,15 @@ class BestWeights(keras.callbacks.Callback):
         monitor: the logged value to minimise.
         initial_best: the best value of epochs before a resume; only a lower
             one is saved.
+        writer: a `BackgroundWriter` to write through; None writes at once.
     """
 
-    def __init__(self, path, monitor="val_loss", initial_best=None):
+    def __init__(self, path, monitor="val_loss", initial_best=None, writer=None):
         super().__init__()
         self.path = path
         self.monitor = monitor
         self.best = initial_best
+        self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -68,7 +186,7 @@ class BestWeights(keras.callbacks.Callback):
             return
         if self.best is None or value < self.best:
             self.best = float(value)
-            save_model_weights(self.model, self.path)
+            _write_now_or_queue(self.writer, write_weights, weights_snapshot(self.model), self.path)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -80,20 +198,23 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     of one epoch under the number of another. This one writes both into one `.npz` file
     under another name and moves it into place when complete.
 
-    The write stays in the training thread: the history row and the best weights of an
-    epoch are written after it, so an epoch the history shows is always one a resume
-    continues from. The last epoch of a fit writes none (for I-F-FP, 244 MB that
-    `fit` deleted right after): a fit stopped after its last row is finished.
+    Through a `BackgroundWriter`, the write runs while the next epoch trains, ahead
+    of the epoch's best weights and history row, so an epoch the history shows is
+    always one a resume continues from. The last epoch of a fit writes none (for
+    I-F-FP, 244 MB that `fit` deleted right after): a fit stopped after its last
+    row is finished.
 
     Args:
         backup_dir: the directory of the state; deleted when `fit` ends normally.
+        writer: a `BackgroundWriter` to write through; None writes at once.
     """
 
     STATE_FILE = "state.npz"
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, writer=None):
         super().__init__(backup_dir)
         self.state_path = os.path.join(backup_dir, self.STATE_FILE)
+        self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 >= self.params["epochs"]:
@@ -123,15 +244,44 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 variable.assign(state[f"v{i}"])
             self.model._initial_epoch = int(state["epoch"])
 
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.wait()  # before Keras deletes the directory a queued state would recreate
+        super().on_train_end(logs)
+
     def _save_model(self):
         variables = self._state_variables()
-        arrays = {f"v{i}": v.numpy() for i, v in enumerate(variables)}  # half convert_to_numpy's time
-        arrays["epoch"] = np.array(self._current_epoch)
+        values = {f"v{i}": _read(v) for i, v in enumerate(variables)}
+        values["epoch"] = np.array(self._current_epoch)
+        _write_now_or_queue(self.writer, self._write_state, values)
+
+    def _write_state(self, values):
         os.makedirs(self.backup_dir, exist_ok=True)
         partial = self.state_path + ".partial"
         with open(partial, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **{name: np.asarray(value) for name, value in values.items()})
         os.replace(partial, self.state_path)
+
+
+class QueuedCSVLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` (appending) whose rows are written by a `BackgroundWriter`, after the epoch's checkpoints.
+
+    Args:
+        filename: the CSV file.
+        writer: the `BackgroundWriter` the epoch's state and best weights go through.
+    """
+
+    def __init__(self, filename, writer):
+        super().__init__(filename, append=True)
+        self.background = writer  # `writer` is CSVLogger's csv.DictWriter
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = functools.partial(super().on_epoch_end, epoch, dict(logs or {}))
+        self.background.submit(row)
+
+    def on_train_end(self, logs=None):
+        self.background.wait()
+        super().on_train_end(logs)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -199,8 +349,10 @@ def fit_resumable(
     """`model.fit` inside a staging directory, resumable after a crash.
 
     Keras `BackupAndRestore` state and a `CSVLogger` history (with
-    `train_seconds`) live in `staging`; when `fit` ends a `fit.done` marker
-    is written (BackupAndRestore deletes its state then), so calling this again
+    `train_seconds`) live in `staging`, written with the best weights by one
+    `BackgroundWriter` while the next epoch trains; when `fit` ends (or is
+    interrupted) every queued write lands first. A finished fit then writes a
+    `fit.done` marker (BackupAndRestore deletes its state then), so calling this again
     does not refit. Shared by every paper family's run.
 
     Args:
@@ -229,12 +381,14 @@ def fit_resumable(
         # best weights, so nothing is missing, and no resume state was kept.
         open(fit_done, "w").close()
         return earlier
-    all_callbacks = [AtomicBackupAndRestore(os.path.join(staging, BACKUP_DIR)), EpochTimer()]
+    # One thread writes the epochs' state, best weights and history rows, in that order.
+    writer = BackgroundWriter()
+    all_callbacks = [AtomicBackupAndRestore(os.path.join(staging, BACKUP_DIR), writer), EpochTimer()]
     if best_weights is not None:
         # Ahead of the history: an epoch the history shows has its best weights on disk.
         earlier_best = min((r["val_loss"] for r in earlier if np.isfinite(r["val_loss"])), default=None)
-        all_callbacks.append(BestWeights(best_weights, "val_loss", earlier_best))
-    all_callbacks += [keras.callbacks.CSVLogger(history_path, append=True), *callbacks]
+        all_callbacks.append(BestWeights(best_weights, "val_loss", earlier_best, writer))
+    all_callbacks += [QueuedCSVLogger(history_path, writer), *callbacks]
     if patience is not None:
         all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
     all_callbacks.append(keras.callbacks.TerminateOnNaN())
@@ -247,14 +401,21 @@ def fit_resumable(
         # Keras then skips loading the saved Adam state.
         with model.distribute_strategy.scope():  # a MirroredStrategy's variables are made in its scope
             model.optimizer.build(model.trainable_variables)
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        shuffle=False,  # the dataset reshuffles itself, seeded
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
+    try:
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            shuffle=False,  # the dataset reshuffles itself, seeded
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
+    except BaseException:
+        # Interrupted: the queued writes still land (each whole, in order), so
+        # a resume in this process reads them; the interruption is what is raised.
+        writer.close(raise_error=False)
+        raise
+    writer.close()
     # BackupAndRestore has deleted its state: a resume must not refit.
     open(fit_done, "w").close()
     return read_history(history_path)
