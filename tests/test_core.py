@@ -62,3 +62,30 @@ def test_importing_tensorflow_first_warns_that_onednn_stays_off():
     assert message not in stderr("import keras_pae, tensorflow")
     # A user's own setting is theirs to choose.
     assert message not in stderr("import tensorflow, keras_pae", TF_ENABLE_ONEDNN_OPTS="0")
+
+
+def test_process_seconds_counts_from_the_process_start(tmp_path):
+    """The job's printed wall time includes start-up: here a second's sleep and the imports before the call."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from keras_pae.core.devices import process_seconds
+
+    # The command name may hold spaces and ")"; field 22 is the start time in clock ticks.
+    stat, uptime = tmp_path / "stat", tmp_path / "uptime"
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat.write_text("4242 (a b) c) S " + " ".join(["7"] * 18) + f" {500 * ticks} " + " ".join(["9"] * 30))
+    uptime.write_text("512.50 1000.00\n")
+    assert process_seconds(str(stat), str(uptime)) == pytest.approx(12.5)
+    assert process_seconds(str(tmp_path / "missing"), str(uptime)) is None
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import time; time.sleep(1); from keras_pae.core.devices import process_seconds; print(process_seconds())"
+    before = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - before
+    assert done.returncode == 0, done.stderr
+    seconds = float(done.stdout)
+    assert 1.0 <= seconds <= elapsed + 0.02  # a clock tick is 0.01 s

@@ -56,6 +56,22 @@ def cpu_kind(cpuinfo="/proc/cpuinfo"):
     return f"{kind}, oneDNN capped at {cap}" if cap else kind
 
 
+def process_seconds(stat="/proc/self/stat", uptime="/proc/uptime"):
+    """Seconds since this process started (Linux's `/proc`), or None where it cannot tell.
+
+    A job's printed wall time counts from here, so it includes Python's and
+    TensorFlow's start-up (about 6 s) as `time` would.
+    """
+    try:
+        with open(stat) as f:
+            # Field 22 is the start time in clock ticks after boot; the command name before ")" may hold spaces.
+            started = int(f.read().rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open(uptime) as f:
+            return float(f.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
     """Whether the CPU has bfloat16 dot-product instructions.
 

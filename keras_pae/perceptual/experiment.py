@@ -30,7 +30,7 @@ import numpy as np
 from keras_tuner.src.distribute import utils as distribute
 
 from keras_pae.core import cli
-from keras_pae.core.devices import cpu_kind
+from keras_pae.core.devices import cpu_kind, process_seconds
 from keras_pae.core.plots import pyplot, save_image_grid
 from keras_pae.core.runs import INCOMPLETE_SUFFIX
 from keras_pae.core.tables import markdown_table
@@ -156,7 +156,7 @@ def _grid_tuner(base, grid, out, verbose):
     return GridTuner(oracle, directory=out, project_name=TUNER_PROJECT)
 
 
-def run_grid(base, grid, out, verbose=1):
+def run_grid(base, grid, out, verbose=1, started=None):
     """Runs every missing point of `grid` with `base`'s other settings, then the report.
 
     Args:
@@ -165,12 +165,14 @@ def run_grid(base, grid, out, verbose=1):
         grid: the `Grid`.
         out: the experiment folder.
         verbose: 0 silent, 1 one line per point plus `fit`'s per-epoch lines.
+        started: the `time.perf_counter()` reading the printed wall time counts
+            from; None counts from this call.
 
     Returns:
         A dict: points trained by this process, and the report's rows (None
         on a worker, which leaves the report to the chief).
     """
-    start = time.perf_counter()
+    start = time.perf_counter() if started is None else started
     os.makedirs(os.path.join(out, RUNS_DIR), exist_ok=True)
     _check_same_experiment(base, grid, out)
     tuner = _grid_tuner(base, grid, out, verbose)
@@ -395,7 +397,9 @@ def run(args):
     base.out = None
     base.validate()
     grid = Grid(procedures, args.z_dims, args.gammas, args.repetitions)
-    run_grid(base, grid, os.path.abspath(args.out))
+    since_start = process_seconds()  # the wall time then counts Python's and TensorFlow's start-up too
+    started = None if since_start is None else time.perf_counter() - since_start
+    run_grid(base, grid, os.path.abspath(args.out), started=started)
 
 
 def main(argv=None, prog="python -m keras_pae.perceptual.experiment"):
