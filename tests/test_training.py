@@ -105,6 +105,25 @@ def test_a_reused_autoencoder_trains_as_a_new_one(tmp_path):
     assert reused == alone
 
 
+def test_several_steps_per_call_train_as_one_step_per_call(tmp_path, monkeypatch):
+    """The train function runs several steps per call (less overhead); the losses must be those of one step per call.
+
+    A VAE at batch 16: 10 steps an epoch, so calls of 4 steps end on a call of 2.
+    """
+    from keras_pae.perceptual import training
+
+    def history(name, steps):
+        monkeypatch.setattr(training, "STEPS_PER_EXECUTION", steps)
+        training._last_compiled.clear()
+        summary = train(_config(tmp_path, name, procedure="I-F-FP", gamma=0.5, batch_size=16, epochs=2), verbose=0)
+        return [(r["loss"], r["val_loss"]) for r in summary["history"]], summary["train_images"]
+
+    one, images = history("one", 1)
+    several, _ = history("several", 4)
+    assert -(-images // 16) % 4 != 0, "no call of fewer steps to check"
+    assert several == one
+
+
 def test_existing_runs_are_protected(tmp_path):
     config = _config(tmp_path, "run", procedure="I-I-PW")
     train(config, verbose=0)

@@ -35,6 +35,8 @@ FEATURES_DIR = "features"
 # at batch 16 validating 1,800 images took twice as long. (Losses are means
 # over examples, so the batch size does not change them.)
 VALIDATION_BATCH_SIZE = 256
+# Training steps per call of the compiled train function (Keras's `steps_per_execution`).
+STEPS_PER_EXECUTION = 10
 
 
 def _cached_features(model, config, images, directory, staging, verbose):
@@ -207,7 +209,12 @@ def _compiled_model(config):
         kept._initial_epoch = None  # set by a resume's BackupAndRestore, which Keras never clears
         return kept
     # Adam in one fused kernel per variable, PyTorch's arithmetic by default (see keras_pae.core.optimizers).
-    model.compile(optimizer=optimizers.adam(config.learning_rate, config.adam), jit_compile=config.jit_compile)
+    model.compile(
+        optimizer=optimizers.adam(config.learning_rate, config.adam),
+        jit_compile=config.jit_compile,
+        # Under a MirroredStrategy Keras 3.15's multi-step loop fails (a placeholder left unfed in its while loop).
+        steps_per_execution=STEPS_PER_EXECUTION if config.distribute == "none" else 1,
+    )
     # Built on every trainable weight, as `fit_resumable` would, so its state can be reset.
     model.optimizer.build(model.trainable_variables)
     _last_compiled.clear()
