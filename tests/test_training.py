@@ -108,7 +108,7 @@ def test_a_reused_autoencoder_trains_as_a_new_one(tmp_path):
 def test_several_steps_per_call_train_as_one_step_per_call(tmp_path, monkeypatch):
     """The train function runs several steps per call (less overhead); the losses must be those of one step per call.
 
-    A VAE at batch 16: 10 steps an epoch, so calls of 4 steps end on a call of 2.
+    A VAE at batch 16, with epochs whose steps are not a multiple of 4, so the last call of each is shorter.
     """
     from keras_pae.perceptual import training
 

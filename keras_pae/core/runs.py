@@ -47,6 +47,8 @@ def weights_snapshot(model):
     file: the same groups, attributes and datasets, in the same order, with
     each variable's value read as `_read` reads it.
     """
+    if not model.built:
+        raise ValueError("Cannot save the weights of a model that is not built: call it on a batch first.")
     recorder = _WeightsRecorder()
     visited = {id(model.optimizer)} if getattr(model, "optimizer", None) is not None else set()
     saving_lib._save_state(model, weights_store=recorder, assets_store=None, inner_path="", visited_saveables=visited)
@@ -102,9 +104,9 @@ class BackgroundWriter:
     """Writes a fit's checkpoint files on one thread, in the order they were given, while training goes on.
 
     An I-F-FP resume state is 247 MB and its best weights 82 MB; written in the
-    training thread they stall every epoch end. Each write gets arrays already
-    taken from the model (see `weights_snapshot`), so training may change the
-    variables meanwhile. The order keeps the resume invariants: an epoch's
+    training thread they stall every epoch end. Each write gets the values read
+    at the epoch's end (see `_read`), so training may change the variables
+    meanwhile. The order keeps the resume invariants: an epoch's
     state, then its best weights, then its history row. A write that fails
     cancels every later one (the history never shows an epoch whose state is
     missing) and its error is raised by the next `submit` or by `wait`.
