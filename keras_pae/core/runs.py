@@ -116,7 +116,6 @@ class BackgroundWriter:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="keras_pae-checkpoints")
         self._futures = []
         self._error = None
-        self._raised = False
 
     def submit(self, write, *args):
         """Queues `write(*args)`, after raising the error of a failed earlier write."""
@@ -146,16 +145,8 @@ class BackgroundWriter:
                 self._error = error
 
     def _raise_error(self):
-        if self._error is not None and not self._raised:
-            self._raised = True
+        if self._error is not None:
             raise self._error
-
-
-def _write_now_or_queue(writer, write, *args):
-    if writer is None:
-        write(*args)
-    else:
-        writer.submit(write, *args)
 
 
 def load_model_weights(model, path):
@@ -172,15 +163,15 @@ class BestWeights(keras.callbacks.Callback):
         monitor: the logged value to minimise.
         initial_best: the best value of epochs before a resume; only a lower
             one is saved.
-        writer: a `BackgroundWriter` to write through; None writes at once.
+        writer: the `BackgroundWriter` that writes the file.
     """
 
-    def __init__(self, path, monitor="val_loss", initial_best=None, writer=None):
+    def __init__(self, path, writer, monitor="val_loss", initial_best=None):
         super().__init__()
         self.path = path
+        self.writer = writer
         self.monitor = monitor
         self.best = initial_best
-        self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -188,7 +179,7 @@ class BestWeights(keras.callbacks.Callback):
             return
         if self.best is None or value < self.best:
             self.best = float(value)
-            _write_now_or_queue(self.writer, write_weights, weights_snapshot(self.model), self.path)
+            self.writer.submit(write_weights, weights_snapshot(self.model), self.path)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -208,12 +199,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Args:
         backup_dir: the directory of the state; deleted when `fit` ends normally.
-        writer: a `BackgroundWriter` to write through; None writes at once.
+        writer: the `BackgroundWriter` that writes the state.
     """
 
     STATE_FILE = "state.npz"
 
-    def __init__(self, backup_dir, writer=None):
+    def __init__(self, backup_dir, writer):
         super().__init__(backup_dir)
         self.state_path = os.path.join(backup_dir, self.STATE_FILE)
         self.writer = writer
@@ -247,15 +238,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model._initial_epoch = int(state["epoch"])
 
     def on_train_end(self, logs=None):
-        if self.writer is not None:
-            self.writer.wait()  # before Keras deletes the directory a queued state would recreate
+        self.writer.wait()  # before Keras deletes the directory a queued state would recreate
         super().on_train_end(logs)
 
     def _save_model(self):
         variables = self._state_variables()
         values = {f"v{i}": _read(v) for i, v in enumerate(variables)}
         values["epoch"] = np.array(self._current_epoch)
-        _write_now_or_queue(self.writer, self._write_state, values)
+        self.writer.submit(self._write_state, values)
 
     def _write_state(self, values):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -389,7 +379,7 @@ def fit_resumable(
     if best_weights is not None:
         # Ahead of the history: an epoch the history shows has its best weights on disk.
         earlier_best = min((r["val_loss"] for r in earlier if np.isfinite(r["val_loss"])), default=None)
-        all_callbacks.append(BestWeights(best_weights, "val_loss", earlier_best, writer))
+        all_callbacks.append(BestWeights(best_weights, writer, "val_loss", earlier_best))
     all_callbacks += [QueuedCSVLogger(history_path, writer), *callbacks]
     if patience is not None:
         all_callbacks.append(ResumableEarlyStopping(history=earlier, monitor="val_loss", patience=patience))
