@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -138,3 +142,50 @@ def test_a_reused_bank_trains_as_a_new_one():
     assert len(predictors._banks) == 1, "the second and third runs must reuse the bank"
     assert other != first
     assert again == first
+
+
+# Under op determinism (`set_seeds`' default), TensorFlow logs one "E0000 ... NodeDef mentions attribute"
+# line for Keras's adapter of arrays; TensorFlow logs it at most once in a while, so a fresh process.
+_ERROR_LINE_SCRIPT = """
+import sys
+import keras_pae
+import keras, numpy as np, tensorflow as tf
+from keras_pae.evaluation import predictors
+tf.config.experimental.enable_op_determinism()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(120, 4)).astype(np.float32)
+y = x[:, :2] * 0.5
+predictors.evaluate_embeddings(
+    (x[:80], y[:80]), (x[80:100], y[80:100]), (x[100:], y[100:]), "position", 2, hidden_layers=((), (8,)), epochs=2
+)
+print("--predictors done--", file=sys.stderr, flush=True)
+keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).predict(x, verbose=0)
+"""
+
+
+def test_predictors_log_no_error_line_under_op_determinism():
+    result = subprocess.run(
+        [sys.executable, "-c", _ERROR_LINE_SCRIPT], capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours, keras_own = result.stderr.split("--predictors done--")
+    assert "NodeDef mentions" not in ours
+    if "NodeDef mentions" not in keras_own:
+        pytest.skip("this TensorFlow logs no error line for Keras's adapter of arrays")
+
+def test_array_batches_give_keras_predictions_and_losses():
+    import keras
+
+    from keras_pae.data import pipeline
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 3)).astype(np.float32)
+    y = rng.normal(size=(50, 2)).astype(np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(loss="mse")
+    # 50 = 3 batches of 16 and one of 2, in order.
+    np.testing.assert_array_equal(model.predict(pipeline.array_batches(x, 16), verbose=0), model.predict(x, batch_size=16, verbose=0))
+    assert model.evaluate(pipeline.array_batches((x, y), 16), verbose=0) == pytest.approx(
+        model.evaluate(x, y, batch_size=16, verbose=0), rel=1e-6
+    )

@@ -21,6 +21,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from keras_pae.data import pipeline
 from keras_pae.evaluation import predictors
 from tuning.predictor_hypermodel import PredictorHyperModel
 
@@ -124,7 +125,7 @@ def search_predictors(
     results = [{"trial": t.trial_id, "hyperparameters": t.hyperparameters.values, "val_loss": float(t.score)} for t in trials]
     best_trial = tuner.oracle.get_best_trials(1)[0]
     best_model = tuner.get_best_models(1)[0]
-    predicted = best_model.predict(test_x, batch_size=4096, verbose=0)
+    predicted = best_model.predict(pipeline.array_batches(test_x, 4096), verbose=0)
     name, lower_is_better = predictors.test_metric(label_kind)
     pixels_per_unit = pixels_per_unit or predictors.lunarlander.PIXELS_PER_UNIT
     value = predictors.score(predicted, test_y, label_kind, pixels_per_unit)

@@ -195,9 +195,9 @@ def train_configuration(config, data, size, compression, run_dir, verbose):
     runs.save_encoder(encoder, staging)
     probe = config.probe_limit
     for part, images in (("train", data.train[:probe]), ("test", data.test[:probe])):
-        np.save(os.path.join(staging, f"codes_{part}.npy"), encoder.predict(images, batch_size=256, verbose=0))
+        np.save(os.path.join(staging, f"codes_{part}.npy"), encoder.predict(pipeline.array_batches(images, 256), verbose=0))
     examples = np.concatenate([data.train[:RECONSTRUCTION_EXAMPLES], data.test[:RECONSTRUCTION_EXAMPLES]])
-    np.save(os.path.join(staging, "reconstructions.npy"), model.predict(examples, verbose=0))
+    np.save(os.path.join(staging, "reconstructions.npy"), model.predict(pipeline.array_batches(examples, 32), verbose=0))
     if config.export:
         export_dir = os.path.join(staging, "encoder")
         shutil.rmtree(export_dir, ignore_errors=True)

@@ -366,7 +366,7 @@ def evaluate_embeddings(
             }
         )
     chosen = int(np.argmin([r["val_loss"] for r in results]))
-    predicted = models[chosen].predict(test_x, batch_size=4096, verbose=0)
+    predicted = models[chosen].predict(pipeline.array_batches(test_x, 4096), verbose=0)
     name, lower_is_better = test_metric(label_kind)
     value = score(predicted, test_y, label_kind, pixels_per_unit)
     return {

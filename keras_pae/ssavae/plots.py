@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from keras_pae.core.plots import pyplot
+from keras_pae.data import pipeline
 
 GRID_SIDE = 15
 SAMPLES_PER_CLASS = 10
@@ -37,7 +38,7 @@ def _show(ax, tiled):
 
 
 def _decode(decoder, z):
-    return np.asarray(decoder.predict(np.asarray(z, np.float32), batch_size=256, verbose=0))
+    return np.asarray(decoder.predict(pipeline.array_batches(np.asarray(z, np.float32), 256), verbose=0))
 
 
 def latent_scatter(mu, labels, path, num_classes):

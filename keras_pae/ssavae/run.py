@@ -266,7 +266,7 @@ def run(config, overwrite=False, verbose="auto"):
         phase_started = time.perf_counter()
         history, test, now = _run_phase(
             key, out, model, batches(train_x, shuffle=True), config.phase2_epochs,
-            evaluate=lambda m: m.evaluate(test_x, batch_size=config.batch_size, verbose=0, return_dict=True),
+            evaluate=lambda m: m.evaluate(pipeline.array_batches(test_x, config.batch_size), verbose=0, return_dict=True),
             export=lambda m, d: _export(m.decoder, os.path.join(d, "decoder")),
             verbose=verbose,
         )
@@ -283,7 +283,7 @@ def run(config, overwrite=False, verbose="auto"):
                 f"pixel MSE {test['pixel_loss']:.5g}, latent {test['latent_loss']:.3g}"
             )
 
-    test_mu = vec.encoder.predict(test_x, batch_size=512, verbose=0)[0]
+    test_mu = vec.encoder.predict(pipeline.array_batches(test_x, 512), verbose=0)[0]
     figures = plots.write_all(
         out, config, test_x, test_y, test_mu, decoders, num_classes=num_classes
     )
