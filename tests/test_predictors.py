@@ -174,6 +174,7 @@ def test_predictors_log_no_error_line_under_op_determinism():
     if "NodeDef mentions" not in keras_own:
         pytest.skip("this TensorFlow logs no error line for Keras's adapter of arrays")
 
+
 def test_array_batches_give_keras_predictions_and_losses():
     import keras
 
@@ -185,7 +186,9 @@ def test_array_batches_give_keras_predictions_and_losses():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(loss="mse")
     # 50 = 3 batches of 16 and one of 2, in order.
-    np.testing.assert_array_equal(model.predict(pipeline.array_batches(x, 16), verbose=0), model.predict(x, batch_size=16, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(pipeline.array_batches(x, 16), verbose=0), model.predict(x, batch_size=16, verbose=0)
+    )
     assert model.evaluate(pipeline.array_batches((x, y), 16), verbose=0) == pytest.approx(
         model.evaluate(x, y, batch_size=16, verbose=0), rel=1e-6
     )

@@ -36,12 +36,11 @@ def finish(dataset, convert=None):
 def array_batches(arrays, batch_size):
     """Batches of in-memory `arrays` (an array or a tuple of them), in order, for `predict` and `evaluate`.
 
-    Keras's own adapter for arrays slices them in a parallel map with a
-    stateful gather. Under op determinism (`set_seeds`' default) tf.data runs
-    that map sequentially, and TensorFlow 2.21's rewrite logs a line "E0000
-    ... NodeDef mentions attribute use_unbounded_threadpool" every time: an
-    error line in every run's output that is not an error. Slicing here needs
-    no map, and the batches are the same.
+    Under op determinism (`set_seeds`' default), `predict` or `evaluate` on
+    arrays through Keras's own adapter makes TensorFlow 2.21 log "E0000 ...
+    NodeDef mentions attribute use_unbounded_threadpool ..." (from a rewrite of
+    the adapter's parallel map): an error line in a run's output that reports
+    no error. These batches need no map, and they are the same batches.
 
     Args:
         arrays: a NumPy array or a tuple of arrays of equal length.
