@@ -323,3 +323,18 @@ def test_cli_generates_then_reports_from_cache(tmp_path):
     assert first.stdout.strip() == f"test: 20 frames, 20 on-screen, cache {entry}"
     second = _cli(*args, cache_dir=tmp_path)
     assert second.stdout == first.stdout
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_do(tmp_path):
+    # Spawned workers import the main script again; without the guard each one starts generating too and dies.
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from keras_pae.data import lunarlander\n"
+        "lunarlander.generate_run(rollouts=2, steps=3, image_size=16, workers=2, cache_dir=False, progress=False)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SDL_VIDEODRIVER": "dummy"},
+    )
+    assert result.returncode != 0
+    assert 'keep its top-level code under `if __name__ == "__main__":`' in result.stderr

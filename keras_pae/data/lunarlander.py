@@ -318,6 +318,12 @@ def _render(key, rollouts, workers, progress, images):
             results = pool.map(_rollout, tasks)
             try:
                 collect(results)
+            except concurrent.futures.BrokenExecutor as error:  # BrokenProcessPool
+                raise RuntimeError(
+                    "A worker process rendering LunarLander frames ended abruptly. The workers are spawned and "
+                    "import your main script again: keep its top-level code under "
+                    "`if __name__ == \"__main__\":` (or render with workers=1)."
+                ) from error
             finally:
                 results.close()  # on failure, cancel the rollouts not started yet
     return positions, indices
