@@ -266,7 +266,7 @@ def run(config, overwrite=False, verbose="auto"):
         phase_started = time.perf_counter()
         history, test, now = _run_phase(
             key, out, model, batches(train_x, shuffle=True), config.phase2_epochs,
-            evaluate=lambda m: m.evaluate(pipeline.array_batches(test_x, config.batch_size), verbose=0, return_dict=True),
+            evaluate=lambda m: m.evaluate(batches(test_x), verbose=0, return_dict=True),
             export=lambda m, d: _export(m.decoder, os.path.join(d, "decoder")),
             verbose=verbose,
         )
